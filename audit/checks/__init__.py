@@ -1,0 +1,34 @@
+"""The check registry: one literal dict. Nothing registers itself on import."""
+from __future__ import annotations
+
+from ..errors import InputError, did_you_mean
+from . import bias, performance
+from .base import CheckDef, StatsConfig, no_options
+
+CHECKS: dict[str, CheckDef] = {
+    "performance": CheckDef(
+        name="performance", description="accuracy, macro F1 and ROC AUC of every model role, with bootstrap CIs",
+        metrics=performance.METRICS, option_names=frozenset(), parse_config=no_options, run=performance.run),
+    "bias": CheckDef(
+        name="bias", description="group and intersectional fairness for every model role, inherited vs introduced "
+        "bias, counterfactual identity swaps", metrics=bias.METRICS, option_names=bias.OPTIONS,
+        parse_config=bias.parse_config, run=bias.run, needs_models=True),
+}
+
+
+def available_checks() -> list[str]:
+    return sorted(CHECKS)
+
+
+def available_metrics() -> list[str]:
+    return sorted(m for c in CHECKS.values() for m in c.metrics)
+
+
+def get_check(name: str) -> CheckDef:
+    if name not in CHECKS:
+        raise InputError(f"unknown check {name!r}{did_you_mean(name, CHECKS)}. "
+                         f"Available: {', '.join(available_checks())}.")
+    return CHECKS[name]
+
+
+__all__ = ["CHECKS", "CheckDef", "StatsConfig", "available_checks", "available_metrics", "get_check"]

@@ -1,0 +1,210 @@
+"""transfer-audit command line. Heavy libraries load only inside the commands that need them."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import AuditError, ExitCode
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "adult-income" / "audit.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="transfer-audit", description=(
+        "Audit a transfer-learned classifier next to its frozen base (with a linear probe) and a "
+        "no-pretraining control: performance, bias, drift, negative transfer and attribution, gated by a policy. "
+        "Exit codes: 0 pass, 1 policy failed, 2 input or usage error, 3 unsafe artifact refused, "
+        "4 inconclusive, 5 internal error, 130 interrupted."))
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    r = sub.add_parser("run", help="run an audit from a spec (exit code = verdict)")
+    r.add_argument("spec")
+    r.add_argument("--policy", help="policy file (overrides the spec's)")
+    r.add_argument("--out", help="output folder (overrides the spec's)")
+    r.add_argument("--allow-pickle", action="store_true",
+                   help="accept pickle weights (loaded with weights_only=True; the verdict is marked unsafe)")
+    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    d = sub.add_parser("demo", help="run the embedded default audit (UCI Adult, MiniLM)")
+    d.add_argument("--out", help="output folder")
+    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    rd = sub.add_parser("render", help="rebuild every report from a results.json, without models or data")
+    rd.add_argument("results")
+    rd.add_argument("--out", help="folder for the artifacts (default: beside results.json)")
+    sub.add_parser("checks", help="list the registered checks and their metrics")
+    pl = sub.add_parser("policy", help="policy tools")
+    plsub = pl.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    lint = plsub.add_parser("lint", help="validate a policy file")
+    lint.add_argument("file")
+    v = sub.add_parser("verify", help="recompute every hash in a run's manifest")
+    v.add_argument("run_dir")
+    df = sub.add_parser("diff", help="which rules changed verdict between two audits")
+    df.add_argument("old")
+    df.add_argument("new")
+    t = sub.add_parser("transferability", help="rank candidate base models for a spec's data, before fine-tuning")
+    t.add_argument("spec")
+    t.add_argument("--candidate", action="append", default=[], help="another base model (package:NAME or folder)")
+    return p
+
+
+def _print_verdict(outcome) -> None:
+    from .render.writer import github_annotations
+
+    results = outcome.results
+    gate = results["gate"]
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(gate["counts"].items()))
+    print(f"verdict: {gate['verdict']} ({counts})")
+    for r in gate["rules"]:
+        if r["status"] in ("FAIL", "INCONCLUSIVE", "ERROR") and r["severity"] == "block" and not r.get("waived"):
+            grp = "" if not r.get("group") else " " + ",".join(f"{k}={v}" for k, v in r["group"].items())
+            print(f"  {r['status']:<12} {r['id']}: {r['metric']} [{r['model']}{grp}] = "
+                  f"{r['value'] if r['value'] is None else round(r['value'], 4)} ({r['reason']})")
+    print(f"report:   {outcome.run_dir / 'report.html'}")
+    print(f"results:  {outcome.run_dir / 'results.json'}")
+    if os.environ.get("GITHUB_ACTIONS"):
+        for line in github_annotations(results):
+            print(line)
+
+
+def _cmd_run(args, spec) -> int:
+    from .runner import run_audit
+
+    outcome = run_audit(spec, policy_path=getattr(args, "policy", None), out=args.out,
+                        allow_pickle=getattr(args, "allow_pickle", False))
+    _print_verdict(outcome)
+    return outcome.exit_code
+
+
+def _cmd_render(args) -> int:
+    import json
+
+    from .render import render_all
+
+    path = Path(args.results)
+    if not path.is_file():
+        raise AuditError(f"{path}: no such results file.")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AuditError(f"{path}: not valid JSON ({e}).") from None
+    from .results import SCHEMA_VERSION
+
+    if not isinstance(results, dict) or results.get("schema_version") != SCHEMA_VERSION:
+        raise AuditError(f"{path}: schema_version must be {SCHEMA_VERSION!r}. "
+                         f"Got {results.get('schema_version') if isinstance(results, dict) else None!r} instead.")
+    out = Path(args.out) if args.out else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = path.parent / "manifest.json"
+    timings = json.loads(manifest.read_text()).get("timings") if manifest.exists() else None
+    try:
+        written = render_all(results, out, timings=timings)
+    except (KeyError, TypeError) as e:
+        raise AuditError(f"{path}: results are missing a field the reports need ({e}).") from None
+    for name in written:
+        print(out / name)
+    return 0
+
+
+def _cmd_checks() -> int:
+    from .checks import CHECKS
+
+    for name, c in CHECKS.items():
+        print(f"{name}: {c.description}")
+        for m in c.metrics:
+            print(f"    {m}")
+    return 0
+
+
+def _cmd_lint(args) -> int:
+    from .policy import load_policy
+
+    policy = load_policy(args.file)
+    print(f"{args.file}: OK, {len(policy.rules)} rules, {len(policy.waivers)} waivers")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .outputs import verify_run
+
+    problems = verify_run(Path(args.run_dir))
+    if problems:
+        for p in problems:
+            print(f"FAILED {p}")
+        return int(ExitCode.POLICY_FAILED)
+    print(f"{args.run_dir}: every hash in manifest.json matches")
+    return 0
+
+
+def _cmd_diff(args) -> int:
+    from .diff import diff_results
+
+    changes = diff_results(Path(args.old), Path(args.new))
+    for line in changes:
+        print(line)
+    return 0
+
+
+def _cmd_transferability(args) -> int:
+    from .transferability import rank_candidates
+
+    for line in rank_candidates(args.spec, args.candidate):
+        print(line)
+    return 0
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    if args.command is None:
+        parser.print_help()
+        return int(ExitCode.INPUT_ERROR)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if args.command == "run":
+            return _cmd_run(args, args.spec)
+        if args.command == "demo":
+            return _cmd_run(args, EXAMPLE)
+        if args.command == "render":
+            return _cmd_render(args)
+        if args.command == "checks":
+            return _cmd_checks()
+        if args.command == "policy":
+            if args.policy_command != "lint":
+                parser.parse_args(["policy", "--help"])
+            return _cmd_lint(args)
+        if args.command == "verify":
+            return _cmd_verify(args)
+        if args.command == "diff":
+            return _cmd_diff(args)
+        if args.command == "transferability":
+            return _cmd_transferability(args)
+    except AuditError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"transfer-audit: error: {e.message}", file=sys.stderr)
+        return int(e.exit_code)
+    except KeyboardInterrupt as e:
+        term = "SIGTERM" in str(e)
+        print("transfer-audit: interrupted. Nothing partial was kept: outputs are written atomically and a run "
+              "folder without manifest.json is incomplete. Run the same command again to resume; fine-tuning "
+              "and inference are reused from the cache.", file=sys.stderr)
+        return int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED)
+    except Exception as e:  # a bug: say so plainly, keep the traceback for --debug
+        if debug:
+            traceback.print_exc()
+        print(f"transfer-audit: internal error: {type(e).__name__}: {e}. This is a bug in transfer-audit; "
+              "run again with --debug for the traceback and report it.", file=sys.stderr)
+        return int(ExitCode.INTERNAL_ERROR)
+    return int(ExitCode.INPUT_ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Tables for each split: read (builtin, CSV, Parquet, JSONL), sample, serialise to text, encode labels."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MSG_BAD_FILE, InputError
+from .spec import DataSpec, SplitSource, template_fields
+
+MAX_DATA_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split as every check sees it: texts, encoded labels, the raw columns, and a content digest."""
+
+    name: str
+    texts: tuple[str, ...]
+    y: np.ndarray            # class indices into Dataset.classes
+    frame: object            # pandas DataFrame of the sampled rows (raw columns)
+    digest: str
+    source: str              # where the rows came from (for the manifest and the report)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    classes: tuple[str, ...]
+    positive: int | None     # index of the positive class for binary tasks
+    splits: dict
+    sensitive: tuple[str, ...]
+    features: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def read_table(src: SplitSource, spec_file: str, seed: int):
+    """The rows of one split, sampled deterministically (same seed + source => same rows)."""
+    from .builtins import SPLITS, load_builtin
+
+    field = f"data.{src.name}"
+    if src.builtin is not None:
+        split = src.split or "train"
+        if split not in SPLITS:
+            raise InputError(f"{spec_file}: {field}.split must be one of {', '.join(SPLITS)}. "
+                             f"Got {split!r} instead.")
+        df = load_builtin(src.builtin, split)
+    else:
+        df = _read_file(src.path, spec_file, f"{field}.path")
+    if len(df) == 0:
+        raise InputError(f"{spec_file}: {field} has no rows ({src.path or src.builtin}).")
+    if src.skip or src.sample:
+        order = np.random.default_rng(seed).permutation(len(df))
+        stop = None if src.sample is None else src.skip + src.sample
+        rows = np.sort(order[src.skip:stop])
+        if rows.size == 0:
+            raise InputError(f"{spec_file}: {field}.skip={src.skip} leaves no rows of the {len(df)} available.")
+        df = df.iloc[rows].reset_index(drop=True)
+    return df
+
+
+def _read_file(path: Path, spec_file: str, field: str):
+    import pandas as pd
+
+    if path.stat().st_size == 0:
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason="the file is empty")
+    if path.stat().st_size > MAX_DATA_BYTES:
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path),
+                              reason=f"it is larger than {MAX_DATA_BYTES} bytes")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            with open(path, "rb") as f:
+                if f.read(4) != b"PAR1":
+                    raise ValueError("it is not a Parquet file (no PAR1 magic bytes)")
+            return pd.read_parquet(path)
+        raw = path.read_bytes()
+        _require_utf8(raw, path, spec_file, field)
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        return pd.read_csv(path, encoding="utf-8", encoding_errors="strict")
+    except InputError:
+        raise
+    except Exception as e:  # pandas/pyarrow raise many types; the message is what the user needs
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason=reason) from None
+
+
+def _require_utf8(raw: bytes, path: Path, spec_file: str, field: str) -> None:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path),
+                              reason=f"text is not UTF-8 at line {line} (byte {e.start}: {raw[e.start:e.start+1]!r})"
+                              ) from None
+
+
+def _texts(df, src: SplitSource, data: DataSpec, spec_file: str) -> list[str]:
+    field = f"data.{src.name}"
+    template = src.template or (None if src.text else data.template)
+    column = src.text or (None if src.template else data.text)
+    if template is not None:
+        missing = [c for c in template_fields(template) if c not in df.columns]
+        if missing:
+            raise InputError(f"{spec_file}: data.template names column {missing[0]!r}, which {field} does not "
+                             f"have. Columns: {', '.join(map(str, df.columns))}.")
+        try:
+            return [template.format_map(row) for row in df.to_dict("records")]
+        except (ValueError, KeyError, IndexError) as e:
+            raise InputError(f"{spec_file}: data.template cannot format {field}: {e}.") from None
+    if column not in df.columns:
+        raise InputError(f"{spec_file}: data.text names column {column!r}, which {field} does not have. "
+                         f"Columns: {', '.join(map(str, df.columns))}.")
+    values = df[column]
+    bad = values.isna() | ~values.map(lambda v: isinstance(v, str))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{spec_file}: {field} column {column!r} row {row} is not text. "
+                         f"Got {values.iloc[row]!r} instead.")
+    return values.tolist()
+
+
+def _labels(df, label: str, src: SplitSource, spec_file: str) -> list[str]:
+    field = f"data.{src.name}"
+    if label not in df.columns:
+        raise InputError(f"{spec_file}: data.label names column {label!r}, which {field} does not have. "
+                         f"Columns: {', '.join(map(str, df.columns))}.")
+    values = df[label]
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise InputError(f"{spec_file}: {field} column {label!r} has a missing (NaN) label at row {row}. "
+                         "Drop or fill such rows before the audit.")
+    return values.astype(str).tolist()
+
+
+def _digest(texts, labels, df, columns) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([texts, labels], ensure_ascii=False).encode())
+    if columns:
+        h.update(df[list(columns)].to_json(orient="values", force_ascii=False).encode())
+    return h.hexdigest()
+
+
+def load_dataset(data: DataSpec, seed: int, spec_file: str) -> Dataset:
+    """Every split of the spec, checked against one another (columns, label set)."""
+    frames = {name: read_table(src, spec_file, seed) for name, src in data.splits().items()}
+    needed = set(data.sensitive) | set(data.features)
+    for name in ("train", "reference", "current"):
+        missing = sorted(c for c in needed if c not in frames[name].columns)
+        if missing:
+            key = "sensitive" if missing[0] in data.sensitive else "features"
+            raise InputError(f"{spec_file}: data.{key} names column {missing[0]!r}, which data.{name} does not "
+                             f"have. Columns: {', '.join(map(str, frames[name].columns))}.")
+
+    train_labels = _labels(frames["train"], data.label, data.train, spec_file)
+    classes = sorted(set(train_labels))
+    if len(classes) < 2:
+        raise InputError(f"{spec_file}: data.train has a single label value {classes!r} in {data.label!r}; "
+                         "a classifier needs at least two.")
+    positive = None
+    if data.positive_label is not None:
+        if data.positive_label not in classes:
+            raise InputError(f"{spec_file}: data.positive_label is {data.positive_label!r}, which is not a value "
+                             f"of {data.label!r} in data.train. Values: {', '.join(classes)}.")
+        if len(classes) == 2:
+            classes = [c for c in classes if c != data.positive_label] + [data.positive_label]
+            positive = 1
+    elif len(classes) == 2:
+        positive = 1
+    index = {c: i for i, c in enumerate(classes)}
+
+    splits = {}
+    for name, df in frames.items():
+        src = data.splits()[name]
+        if name == "source_eval":
+            splits[name] = _source_split(df, src, data, spec_file)
+            continue
+        labels = train_labels if name == "train" else _labels(df, data.label, src, spec_file)
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise InputError(f"{spec_file}: data.{name} has label {unknown[0]!r} in {data.label!r}, which "
+                             f"data.train does not have. Train labels: {', '.join(classes)}.")
+        texts = _texts(df, src, data, spec_file)
+        y = np.array([index[v] for v in labels], dtype=np.int64)
+        splits[name] = Split(name, tuple(texts), y, df, _digest(texts, labels, df, sorted(needed)),
+                             str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))
+    return Dataset(tuple(classes), positive, splits, data.sensitive, data.features)
+
+
+def _source_split(df, src: SplitSource, data: DataSpec, spec_file: str) -> Split:
+    """The source task's evaluation set: its own labels, its own class list (stored in frame.attrs)."""
+    labels = _labels(df, src.label, src, spec_file)
+    texts = _texts(df, src, data, spec_file)
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise InputError(f"{spec_file}: data.source_eval has a single label value {classes!r}.")
+    y = np.array([classes.index(v) for v in labels], dtype=np.int64)
+    df = df.copy()
+    df.attrs["classes"] = classes
+    return Split("source_eval", tuple(texts), y, df, _digest(texts, labels, df, []),
+                 str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))

@@ -1,0 +1,79 @@
+"""Errors that end a run with a documented exit code and a one-paragraph message.
+
+Every message names the file, the field (dotted path) and the offending value, in one sentence shape:
+"<file>: <field> <problem>. Got <value> instead." Message templates are named constants so tests can
+check them by identity rather than by fragile substrings.
+"""
+from __future__ import annotations
+
+import difflib
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    PASS = 0
+    POLICY_FAILED = 1
+    INPUT_ERROR = 2
+    UNSAFE_ARTIFACT = 3
+    INCONCLUSIVE = 4
+    INTERNAL_ERROR = 5
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+# Message templates (named so tests assert on the template used, not on wording).
+MSG_UNKNOWN_KEY = "{where}: unknown key {key!r}{hint}. Allowed keys: {allowed}."
+MSG_MISSING_KEY = "{where}: required key {key!r} is missing."
+MSG_WRONG_TYPE = "{where}: {field} must be {expected}. Got {value!r} instead."
+MSG_BAD_VALUE = "{where}: {field} must be {expected}. Got {value!r} instead."
+MSG_MISSING_FILE = "{where}: {field} points to {value!r}, which does not exist."
+MSG_BAD_FILE = "{where}: {field}: cannot read {value!r}: {reason}."
+MSG_UNSAFE_PICKLE = (
+    "{where}: {value!r} is a pickle file (detected by its content). Pickle can run arbitrary code when "
+    "loaded, so it is refused. Convert it to safetensors (e.g. model.save_pretrained(dir, "
+    "safe_serialization=True)) or pass --allow-pickle to load it with torch.load(weights_only=True)."
+)
+MSG_UNSAFE_CODE = (
+    "{where}: {value!r} contains custom model code ({reason}). transfer-audit never runs "
+    "trust_remote_code; use a model folder with only config, tokenizer and safetensors files."
+)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class AuditError(Exception):
+    """An error the user can fix; carries its exit code."""
+
+    exit_code = ExitCode.INPUT_ERROR
+
+    def __init__(self, message: str, template: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.template = template
+
+
+class InputError(AuditError):
+    exit_code = ExitCode.INPUT_ERROR
+
+    @classmethod
+    def make(cls, template: str, **fields) -> "InputError":
+        return cls(template.format(**fields), template)
+
+
+class UnsafeArtifactError(AuditError):
+    exit_code = ExitCode.UNSAFE_ARTIFACT
+
+    @classmethod
+    def make(cls, template: str, **fields) -> "UnsafeArtifactError":
+        return cls(template.format(**fields), template)
+
+
+def unknown_key(where: str, key: str, allowed) -> InputError:
+    allowed = sorted(allowed)
+    return InputError.make(
+        MSG_UNKNOWN_KEY, where=where, key=key, hint=did_you_mean(key, allowed), allowed=", ".join(allowed)
+    )

@@ -1,0 +1,78 @@
+"""Hashing and crash-safe writes: every output goes to a temp file in the same folder, then os.replace."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_tree(folder: str | os.PathLike) -> str:
+    """One digest over a folder: sorted relative paths and file digests; .git and caches ignored."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_dir() or rel.startswith(".git") or "/.cache" in f"/{rel}" or "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0" + sha256_file(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+def digest_of(*parts) -> str:
+    """Stable digest of JSON-serialisable parts (cache keys)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def confined(base: Path, candidate: Path, field: str) -> Path:
+    """Resolve candidate and refuse it when it escapes base (output paths stay inside the output folder)."""
+    from .errors import MSG_BAD_VALUE, InputError
+
+    resolved = candidate.resolve()
+    if resolved != base.resolve() and base.resolve() not in resolved.parents:
+        raise InputError.make(MSG_BAD_VALUE, where=str(base), field=field,
+                              expected=f"a path inside {base}", value=str(candidate))
+    return resolved

@@ -1,0 +1,1 @@
+"""Model loading, fine-tuning, the no-transfer controls and file-format safety."""

@@ -1,0 +1,80 @@
+"""The comparison models: M1 (frozen base + linear probe) and M0 (no pre-training: TF-IDF and trees)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def fit_probe(train_emb: np.ndarray, y: np.ndarray, seed: int):
+    """Logistic-regression head on frozen, standardised base embeddings."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed)).fit(
+        train_emb, y)
+
+
+def probe_as_linear(probe) -> tuple[np.ndarray, np.ndarray]:
+    """The probe folded into one linear map on raw embeddings (W, b), so torch can reuse it (attribution)."""
+    scaler, lr = probe[0], probe[-1]
+    scale = np.where(scaler.scale_ == 0, 1.0, scaler.scale_)
+    coef = lr.coef_ / scale
+    intercept = lr.intercept_ - coef @ scaler.mean_
+    if coef.shape[0] == 1:          # binary LR keeps one row: logits are [0, z]
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.r_[0.0, intercept]
+    return coef, intercept
+
+
+def fit_text_control(texts, y: np.ndarray, seed: int):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                         LogisticRegression(max_iter=2000, C=4.0, random_state=seed)).fit(list(texts), y)
+
+
+def _tabular_matrix(frame, features, categories=None):
+    import pandas as pd
+
+    X = frame[list(features)].copy()
+    cats = {} if categories is None else categories
+    for col in features:
+        if X[col].dtype == object or str(X[col].dtype) in ("category", "string", "bool"):
+            if categories is None:
+                cats[col] = sorted(X[col].astype(str).unique())
+            X[col] = pd.Categorical(X[col].astype(str), categories=cats[col])
+        else:
+            X[col] = pd.to_numeric(X[col], errors="coerce")
+    return X, cats
+
+
+class TabularControl:
+    """Gradient-boosted trees on the raw columns (categoricals handled natively)."""
+
+    def __init__(self, features, seed: int):
+        self.features, self.seed = tuple(features), seed
+
+    def fit(self, frame, y):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        X, self.categories = _tabular_matrix(frame, self.features)
+        self.model = HistGradientBoostingClassifier(random_state=self.seed, categorical_features="from_dtype")
+        self.model.fit(X, y)
+        return self
+
+    def predict_proba(self, frame) -> np.ndarray:
+        X, _ = _tabular_matrix(frame, self.features, self.categories)
+        return self.model.predict_proba(X)
+
+
+def full_proba(model, X, n_classes: int) -> np.ndarray:
+    """predict_proba widened to every class (a class absent from train gets probability 0)."""
+    p = model.predict_proba(X)
+    classes = getattr(model, "classes_", None)
+    if classes is None and hasattr(model, "model"):
+        classes = model.model.classes_
+    out = np.zeros((p.shape[0], n_classes))
+    out[:, np.asarray(classes, dtype=int)] = p
+    return out

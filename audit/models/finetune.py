@@ -1,0 +1,103 @@
+"""Fine-tuning recipes (full, lora, head): seeded, with progress, saved as safetensors, cached by content."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..io import digest_of, sha256_tree
+from ..progress import Progress, say
+from ..spec import FinetuneMethod, FinetuneSpec
+
+DONE_MARKER = "transfer_audit_finetune.json"
+
+
+def finetune_key(base_path: Path, train_digest: str, classes, recipe: FinetuneSpec, seed: int) -> str:
+    return digest_of("finetune-v1", sha256_tree(base_path), train_digest, list(classes),
+                     {k: getattr(recipe, k).value if hasattr(getattr(recipe, k), "value") else getattr(recipe, k)
+                      for k in recipe.__dataclass_fields__}, seed)
+
+
+def cached_finetune(cache_root: Path, key: str) -> Path | None:
+    folder = cache_root / "models" / key
+    return folder if (folder / DONE_MARKER).exists() else None
+
+
+def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: FinetuneSpec, seed: int,
+             cache_root: Path, key: str) -> Path:
+    """Train, save into cache_root/models/<key>/ (atomic folder rename), return the folder."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base_path), num_labels=len(classes), local_files_only=True, trust_remote_code=False,
+        use_safetensors=True, id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)})
+    if recipe.method is FinetuneMethod.HEAD:
+        for p in model.base_model.parameters():
+            p.requires_grad_(False)
+    elif recipe.method is FinetuneMethod.LORA:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=recipe.lora_r,
+                                                 lora_alpha=recipe.lora_alpha, lora_dropout=0.1,
+                                                 target_modules=["query", "value"]))
+    enc = tokenizer(list(texts), truncation=True, max_length=recipe.max_length)
+    ids, labels = enc["input_ids"], torch.as_tensor(y, dtype=torch.long)
+    n, bs = len(ids), recipe.batch_size
+    steps = recipe.epochs * ((n + bs - 1) // bs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=0.01)
+    sched = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
+    gen = torch.Generator().manual_seed(seed)
+    pad = tokenizer.pad_token_id or 0
+    model.train()
+    bar = Progress(f"fine-tuning ({recipe.method.value}, {recipe.epochs} epoch(s), {n} rows)", steps, "steps")
+    losses = []
+    start = time.perf_counter()
+    for _ in range(recipe.epochs):
+        for batch in torch.randperm(n, generator=gen).split(bs):
+            rows = [ids[i] for i in batch.tolist()]
+            width = max(map(len, rows))
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, r in enumerate(rows):
+                input_ids[j, : len(r)] = torch.as_tensor(r)
+                mask[j, : len(r)] = 1
+            out = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(out.loss))
+            bar.update(1, f"loss {np.mean(losses[-20:]):.3f}")
+    seconds = bar.close(f"final loss {np.mean(losses[-20:]):.3f}")
+    model.eval()
+
+    final = cache_root / "models" / key
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        meta = {"base": str(base_path), "method": recipe.method.value, "epochs": recipe.epochs,
+                "learning_rate": recipe.learning_rate, "batch_size": bs, "max_length": recipe.max_length,
+                "seed": seed, "train_rows": n, "steps": steps, "seconds": round(time.perf_counter() - start, 2),
+                "final_loss": float(np.mean(losses[-20:])), "classes": list(classes)}
+        (tmp / DONE_MARKER).write_text(json.dumps(meta, indent=2))
+        if final.exists():           # another run finished first: keep its copy, drop ours
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"fine-tuned model saved to {final} ({seconds:.0f} s)")
+    return final

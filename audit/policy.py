@@ -1,0 +1,211 @@
+"""Policy: rules made of small Condition objects. Building one is cheap and needs no models or data."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from .errors import MSG_BAD_VALUE, InputError, did_you_mean
+from .results import ModelRole
+from .validate import Section
+from .yamlio import load_yaml_file
+
+
+class Op(str, Enum):
+    LE = "<="
+    GE = ">="
+
+
+class Severity(str, Enum):
+    BLOCK = "block"
+    WARN = "warn"
+
+
+class DecideOn(str, Enum):
+    POINT = "point"
+    CI = "ci"
+
+
+class Mode(str, Enum):
+    HARM = "harm"       # FAIL only when the whole CI violates the bound (evidence of harm)
+    SAFETY = "safety"   # PASS only when the whole CI satisfies it; a straddling CI is INCONCLUSIVE
+
+
+class OnInsufficient(str, Enum):
+    INCONCLUSIVE = "inconclusive"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True)
+class Relative:
+    """A bound taken from another model's value of the same metric: 'at least no_transfer - 0.01'."""
+
+    model: str
+    offset: float = 0.0
+
+    def __str__(self) -> str:
+        sign = "+" if self.offset >= 0 else "-"
+        return f"{self.model}{f' {sign} {abs(self.offset):g}' if self.offset else ''}"
+
+
+@dataclass(frozen=True)
+class Condition:
+    op: Op
+    bound: float | Relative
+
+    def resolve(self, lookup) -> float | None:
+        """The numeric bound; lookup(model) gives the other model's value for a Relative bound."""
+        if isinstance(self.bound, Relative):
+            other = lookup(self.bound.model)
+            return None if other is None else other + self.bound.offset
+        return self.bound
+
+    @staticmethod
+    def holds_for(op: Op, value: float, bound: float) -> bool:
+        return value <= bound if op is Op.LE else value >= bound
+
+    def __str__(self) -> str:
+        bound = f"{self.bound:g}" if isinstance(self.bound, float) else str(self.bound)
+        return f"{self.op.value} {bound}"
+
+    def __repr__(self) -> str:
+        return f"Condition({self})"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    metric: str
+    model: str
+    condition: Condition
+    severity: Severity = Severity.BLOCK
+    decide_on: DecideOn = DecideOn.POINT
+    mode: Mode = Mode.HARM
+    group: str | None = None           # restrict to records of one sensitive feature (e.g. "sex")
+    refs: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Waiver:
+    rule: str
+    reason: str
+    expires: dt.date
+
+    def active(self, today: dt.date) -> bool:
+        return today <= self.expires
+
+
+@dataclass(frozen=True)
+class Defaults:
+    ci_level: float = 0.95
+    n_boot: int = 2000
+    seed: int = 0
+    min_group_n: int = 30
+    min_pos: int = 10
+    min_neg: int = 10
+    on_insufficient: OnInsufficient = OnInsufficient.INCONCLUSIVE
+    allow_inconclusive: bool = False
+    inconclusive_in_junit: str = "error"    # error | skipped
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    rules: tuple[Rule, ...]
+    defaults: Defaults = field(default_factory=Defaults)
+    waivers: tuple[Waiver, ...] = ()
+    source: str | None = None
+    sha256: str | None = None
+
+
+RULE_KEYS = {"id", "metric", "model", "min", "max", "severity", "decide_on", "mode", "group", "refs", "description"}
+ROLES = {r.value for r in ModelRole}
+
+
+def known_metrics() -> set[str]:
+    from .checks import available_metrics
+
+    return set(available_metrics())
+
+
+def _bound(s: Section, key: str):
+    value = s.data[key]
+    if isinstance(value, dict):
+        b = Section(value, s.file, s.field(key), {"model", "offset"}, {"model"})
+        return Relative(b.str("model", choices=ROLES), b.float("offset", 0.0))
+    return s.float(key)
+
+
+def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> Policy:
+    metrics = known_metrics() if metrics is None else metrics
+    top = Section(raw, file, "", {"name", "version", "description", "defaults", "rules", "waivers"}, {"rules"})
+    if top.data.get("version", 1) != 1:
+        raise top.fail("version", "1 (the only policy format version)")
+    d = top.child("defaults", {f for f in Defaults.__dataclass_fields__})
+    defaults = Defaults(
+        ci_level=d.float("ci_level", 0.95, lo=0.5, hi=0.999), n_boot=d.int("n_boot", 2000, lo=100, hi=100000),
+        seed=d.int("seed", 0, lo=0), min_group_n=d.int("min_group_n", 30, lo=1),
+        min_pos=d.int("min_pos", 10, lo=0), min_neg=d.int("min_neg", 10, lo=0),
+        on_insufficient=OnInsufficient(d.str("on_insufficient", "inconclusive",
+                                             choices={x.value for x in OnInsufficient})),
+        allow_inconclusive=bool(d.bool("allow_inconclusive", False)),
+        inconclusive_in_junit=d.str("inconclusive_in_junit", "error", choices={"error", "skipped"}),
+    )
+    raw_rules = top.data["rules"]
+    if not isinstance(raw_rules, list):
+        raise top.fail("rules", "a list of rules")
+    rules, seen = [], set()
+    for i, item in enumerate(raw_rules):
+        s = Section(item, file, f"rules[{i}]", RULE_KEYS, {"id", "metric"})
+        rid = s.str("id")
+        if rid in seen:
+            raise s.fail("id", "unique across rules", rid)
+        seen.add(rid)
+        metric = s.str("metric")
+        if metric not in metrics:
+            raise InputError(f"{file}: rules[{i}].metric is {metric!r}, which no check measures"
+                             f"{did_you_mean(metric, metrics)}. Run `transfer-audit checks` for the list.")
+        if ("min" in s.data) == ("max" in s.data):
+            raise s.fail("max", "exactly one of 'min' or 'max'", {k: s.data.get(k) for k in ("min", "max")})
+        key = "min" if "min" in s.data else "max"
+        cond = Condition(Op.GE if key == "min" else Op.LE, _bound(s, key))
+        rules.append(Rule(
+            id=rid, metric=metric, model=s.str("model", "adapted", choices=ROLES), condition=cond,
+            severity=Severity(s.str("severity", "block", choices={x.value for x in Severity})),
+            decide_on=DecideOn(s.str("decide_on", "point", choices={x.value for x in DecideOn})),
+            mode=Mode(s.str("mode", "harm", choices={x.value for x in Mode})), group=s.str("group"),
+            refs=tuple(s.str_list("refs", []) or []), description=s.str("description", "") or "",
+        ))
+    waivers = []
+    raw_waivers = top.data.get("waivers") or []
+    if not isinstance(raw_waivers, list):
+        raise top.fail("waivers", "a list of {rule, reason, expires}")
+    for i, item in enumerate(raw_waivers):
+        w = Section(item, file, f"waivers[{i}]", {"rule", "reason", "expires"}, {"rule", "reason", "expires"})
+        rule = w.str("rule")
+        if rule not in seen:
+            raise InputError(f"{file}: waivers[{i}].rule is {rule!r}, which is not a rule id"
+                             f"{did_you_mean(rule, seen)}.")
+        expires = w.data["expires"]
+        if isinstance(expires, str):
+            try:
+                expires = dt.date.fromisoformat(expires)
+            except ValueError:
+                expires = None
+        if not isinstance(expires, dt.date):
+            raise InputError.make(MSG_BAD_VALUE, where=file, field=f"waivers[{i}].expires",
+                                  expected="a date (YYYY-MM-DD)", value=w.data["expires"])
+        waivers.append(Waiver(rule, w.str("reason"), expires))
+    return Policy(name=top.str("name", Path(file).stem), rules=tuple(rules), defaults=defaults,
+                  waivers=tuple(waivers), source=file)
+
+
+def load_policy(path: str | Path) -> Policy:
+    from .io import sha256_file
+
+    path = Path(path)
+    raw = load_yaml_file(path, "policy")
+    policy = parse_policy_data(raw, str(path))
+    return Policy(policy.name, policy.rules, policy.defaults, policy.waivers, str(path), sha256_file(path))

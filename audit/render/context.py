@@ -1,0 +1,108 @@
+"""Turn results.json into the plain view data every template reads (no library objects, no HTML)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+ROLE_LABELS = {"adapted": "adapted (M2)", "base_probe": "base + probe (M1)", "no_transfer": "no transfer (M0)",
+               "no_transfer_text": "TF-IDF + LR", "no_transfer_tabular": "trees on raw columns",
+               "base": "base encoder"}
+ROLE_ORDER = list(ROLE_LABELS)
+CHECK_TITLES = {"performance": "Performance", "bias": "Bias and fairness", "drift": "Drift",
+                "transfer": "Transfer: is fine-tuning worth it?", "attribution": "Attribution: what the model relies on"}
+ADVICE = {
+    "performance": "Check the training data and recipe; compare with the no-transfer control before shipping.",
+    "bias.counterfactual": "The prediction changes when only identity terms change: inspect the flipped examples, "
+                           "augment training data with counterfactual pairs, or remove identity tokens.",
+    "bias.introduced": "Fine-tuning widened the gap relative to the frozen base: revisit the fine-tuning data balance "
+                       "or add a fairness constraint during fine-tuning.",
+    "bias": "Look at the group table for the groups driving the gap; collect more data for small groups; consider "
+            "threshold post-processing (fairlearn ThresholdOptimizer) or reweighting.",
+    "drift": "The current data differs from the reference: confirm the shift is expected, re-validate on recent "
+             "data, and watch the prediction drift of the adapted model.",
+    "transfer.gain_vs_no_transfer": "The adapted model is worse than a model without pre-training: ship the "
+                                    "simpler control, or revisit the base model and recipe.",
+    "transfer": "Fine-tuning did not clearly beat the frozen base with a probe: a cheaper probe may do.",
+    "attribution.converged": "Integrated-gradients did not converge: raise attribution.max_steps before trusting "
+                             "the explanations.",
+    "attribution": "The model leans on sensitive tokens: check whether those words should decide the label.",
+}
+INSUFFICIENT_ADVICE = "Too few examples to judge: collect more data for the groups listed, or lower min_group_n " \
+                      "in the policy with a documented reason."
+
+
+def advice_for(rule: dict) -> str:
+    reason = rule.get("reason") or ""
+    if rule["status"] == "INCONCLUSIVE" and ("insufficient" in reason or "too small" in reason):
+        return INSUFFICIENT_ADVICE
+    metric = rule["metric"]
+    best = max((k for k in ADVICE if metric.startswith(k)), key=len, default=None)
+    return ADVICE.get(best, "Review the measurement and its confidence interval.")
+
+
+def group_label(group) -> str:
+    if not group:
+        return "all"
+    if "value" in group:
+        return f"{group.get('feature', '')}={group['value']}"
+    return ", ".join(f"{k}={v}" for k, v in group.items())
+
+
+def _chart(rows, bound=None):
+    """Coordinates for an interval chart drawn by the template as inline SVG."""
+    pts = [r for r in rows if r["value"] is not None]
+    if not pts:
+        return None
+    lows = [r["ci"][0] if r["ci"] else r["value"] for r in pts]
+    highs = [r["ci"][1] if r["ci"] else r["value"] for r in pts]
+    lo, hi = min(lows + ([bound] if bound is not None else [])), max(highs + ([bound] if bound is not None else []))
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = (hi - lo) * 0.05
+    lo, hi = lo - pad, hi + pad
+    left, width = 230, 330
+
+    def x(v):
+        return round(left + (v - lo) / (hi - lo) * width, 1)
+
+    items = []
+    for i, r in enumerate(pts):
+        ci = r["ci"] or [r["value"], r["value"]]
+        items.append({"label": f"{r['group']} · {r['role_label']}", "y": 18 + i * 18, "x1": x(ci[0]),
+                      "x2": x(ci[1]), "xv": x(r["value"]), "value": r["value"]})
+    return {"items": items, "height": 30 + len(items) * 18, "width": left + width + 20, "left": left,
+            "right": left + width, "lo": lo, "hi": hi, "bound_x": x(bound) if bound is not None else None}
+
+
+def build_context(results: dict, timings: dict | None = None) -> dict:
+    gate = results["gate"]
+    rules = gate["rules"]
+    attention = [dict(r, advice=advice_for(r)) for r in rules
+                 if r["status"] in ("FAIL", "INCONCLUSIVE", "WARN", "ERROR") and not r.get("waived")]
+    order = {"FAIL": 0, "ERROR": 1, "INCONCLUSIVE": 2, "WARN": 3}
+    attention.sort(key=lambda r: (order[r["status"]], r["severity"] != "block", r["id"]))
+    bounds = {(r["metric"], r["model"]): r["bound"] for r in rules if r.get("bound") is not None}
+    sections = []
+    by_check = OrderedDict((c["check"], c) for c in results["checks"])
+    for name, check in by_check.items():
+        metrics = OrderedDict()
+        for m in results["measurements"]:
+            if m["check"] != name:
+                continue
+            metrics.setdefault(m["metric"], []).append({
+                "group": group_label(m.get("group")), "role": m["model"],
+                "role_label": ROLE_LABELS.get(m["model"], m["model"]), "value": m["value"], "ci": m["ci"],
+                "n": m["n"], "status": m["status"], "details": m.get("details") or {}})
+        blocks = []
+        for metric, rows in metrics.items():
+            rows.sort(key=lambda r: (r["group"], ROLE_ORDER.index(r["role"]) if r["role"] in ROLE_ORDER else 99))
+            bound = next((bounds[(metric, r["role"])] for r in rows if (metric, r["role"]) in bounds), None)
+            chart = _chart(rows, bound) if len(rows) <= 30 and any(r["ci"] for r in rows) else None
+            blocks.append({"metric": metric, "rows": rows, "chart": chart})
+        tables = [dict(t, key=k) for k, t in (check.get("tables") or {}).items()
+                  if isinstance(t, dict) and "columns" in t]
+        sections.append({"check": name, "title": CHECK_TITLES.get(name, name), "status": check["status"],
+                         "notes": check.get("notes") or [], "metrics": blocks, "tables": tables})
+    return {"results": results, "audit": results["audit"], "models": results["models"], "data": results["data"],
+            "policy": results["policy"], "verdict": gate["verdict"], "counts": gate.get("counts", {}),
+            "rules": rules, "attention": attention, "sections": sections, "role_labels": ROLE_LABELS,
+            "timings": timings or {}, "tool": results["tool"]}

@@ -1,0 +1,58 @@
+"""Write every artifact from results.json alone (so `transfer-audit render` needs no models or data)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..io import atomic_write_text
+from .context import build_context
+from .environment import Raw, html_env, md_env
+
+ARTIFACTS = {
+    "report.html": ("report.html.j2", "html"),
+    "model_card.md": ("model_card.md.j2", "md"),
+    "junit.xml": ("junit.xml.j2", "html"),
+    "summary.md": ("summary.md.j2", "md"),
+    "compliance.md": ("compliance.md.j2", "md"),
+}
+
+
+def render_one(name: str, results: dict, timings: dict | None = None) -> str:
+    template, kind = ARTIFACTS[name]
+    context = build_context(results, timings)
+    if name == "model_card.md":
+        from .card import front_matter
+
+        context["front_matter"] = Raw(front_matter(results))
+    if name == "compliance.md":
+        from .compliance import compliance_sections
+
+        context["compliance"] = compliance_sections(results)
+    env = html_env() if kind == "html" else md_env()
+    return env.get_template(template).render(**context)
+
+
+def render_all(results: dict, out_dir: Path, timings: dict | None = None) -> list[str]:
+    written = []
+    for name in ARTIFACTS:
+        atomic_write_text(out_dir / name, render_one(name, results, timings))
+        written.append(name)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(render_one("summary.md", results, timings) + "\n")
+    return written
+
+
+def github_annotations(results: dict, limit: int = 10) -> list[str]:
+    """'::error'/'::warning' lines for the worst rules, for GitHub Actions logs."""
+    order = {"FAIL": 0, "ERROR": 1, "INCONCLUSIVE": 2, "WARN": 3}
+    rules = [r for r in results["gate"]["rules"] if r["status"] in order and not r.get("waived")]
+    rules.sort(key=lambda r: (order[r["status"]], r["severity"] != "block"))
+    lines = []
+    for r in rules[:limit]:
+        level = "error" if r["severity"] == "block" and r["status"] in ("FAIL", "INCONCLUSIVE", "ERROR") else "warning"
+        msg = f"{r['id']}: {r['metric']} ({r['model']}) {r['status']}: {r['reason']}"
+        msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        lines.append(f"::{level} title=transfer-audit::{msg}")
+    return lines

@@ -1,0 +1,119 @@
+"""Statistics shared by every check: seeded bootstrap indices, Wilson intervals, Holm, McNemar, AUC.
+
+The bootstrap is *paired*: one matrix of resampled row indices per split is drawn once and reused by every
+metric and model role, so differences between roles are computed on the same resamples (methods §8).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DEFAULT_N_BOOT = 2000
+Z95 = 1.959963984540054
+
+
+def bootstrap_indices(n: int, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> np.ndarray:
+    """(n_boot, n) int32 matrix of row indices drawn with replacement; deterministic under the seed."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(n_boot, n), dtype=np.int32)
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        return None
+    a = (1 - level) / 2
+    lo, hi = np.quantile(samples, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    if n <= 0:
+        return None
+    z = Z95 if level == 0.95 else _z(level)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _z(level: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - (1 - level) / 2))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm step-down adjusted p-values (same order as given); NaNs stay NaN."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        out[idx] = running
+    return out
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, int, int]:
+    """Exact two-sided McNemar p-value on paired correctness; returns (p, b, c) with b=A right/B wrong."""
+    from scipy.stats import binomtest
+
+    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    if b + c == 0:
+        return 1.0, b, c
+    return float(binomtest(b, b + c, 0.5).pvalue), b, c
+
+
+def resampled_counts(codes: np.ndarray, n_codes: int, idx: np.ndarray) -> np.ndarray:
+    """Counts of each code in every bootstrap resample: (n_boot, n_codes), one bincount call."""
+    n_boot = idx.shape[0]
+    flat = (np.arange(n_boot, dtype=np.int64)[:, None] * n_codes + codes[idx]).ravel()
+    return np.bincount(flat, minlength=n_boot * n_codes).reshape(n_boot, n_codes)
+
+
+def row_weights(idx: np.ndarray, n: int) -> np.ndarray:
+    """(n_boot, n) multiplicity of each original row in each resample."""
+    return resampled_counts(np.arange(n), n, idx)
+
+
+def auc_from_weights(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC AUC (Mann-Whitney, ties count half) for each row of a weight matrix, fully vectorised.
+
+    weights[b, i] is how often row i appears in resample b; weights of ones gives the plain AUC.
+    """
+    weights = np.atleast_2d(weights).astype(np.float64)
+    order = np.argsort(scores, kind="stable")
+    s = scores[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    w = weights[:, order]
+    pos = positive[order].astype(bool)
+    pos_g = np.add.reduceat(w * pos, starts, axis=1)
+    neg_g = np.add.reduceat(w * ~pos, starts, axis=1)
+    neg_below = np.cumsum(neg_g, axis=1) - neg_g
+    num = np.sum(pos_g * (neg_below + 0.5 * neg_g), axis=1)
+    den = pos_g.sum(axis=1) * neg_g.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def macro_f1_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """Macro F1 from confusion counts shaped (..., K, K) [true, pred]; absent classes count as in sklearn
+    (F1 = 0 when a class has neither true nor predicted rows is excluded via zero_division=0 semantics)."""
+    tp = np.diagonal(conf, axis1=-2, axis2=-1).astype(float)
+    pred = conf.sum(axis=-2).astype(float)
+    true = conf.sum(axis=-1).astype(float)
+    denom = pred + true
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / denom, 0.0)
+    present = (true + pred) > 0
+    return np.sum(f1 * present, axis=-1) / np.maximum(present.sum(axis=-1), 1)
