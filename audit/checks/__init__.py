@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import InputError, did_you_mean
-from . import bias, performance
+from . import bias, performance, transfer
 from .base import CheckDef, StatsConfig, no_options
 
 CHECKS: dict[str, CheckDef] = {
@@ -13,6 +13,10 @@ CHECKS: dict[str, CheckDef] = {
         name="bias", description="group and intersectional fairness for every model role, inherited vs introduced "
         "bias, counterfactual identity swaps", metrics=bias.METRICS, option_names=bias.OPTIONS,
         parse_config=bias.parse_config, run=bias.run, needs_models=True),
+    "transfer": CheckDef(
+        name="transfer", description="negative transfer (paired bootstrap, McNemar), per-group gains, LogME, "
+        "forgetting, layer-wise CKA", metrics=transfer.METRICS, option_names=transfer.OPTIONS,
+        parse_config=transfer.parse_config, run=transfer.run),
 }
 
 

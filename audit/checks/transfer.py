@@ -1,0 +1,176 @@
+"""Transfer: negative transfer (paired bootstrap + exact McNemar), per-group gains, transferability (LogME,
+linear-probe CV), forgetting on a source-task set, and layer-wise CKA between base and adapted encoders."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..results import CheckResult, Measurement, ModelRole, Status
+from ..stats import mcnemar_exact, percentile_ci, resampled_counts
+from ..transfer_stats import linear_cka, logme, tfidf_projection
+from .performance import accuracy_samples, macro_f1, macro_f1_samples
+
+NAME = "transfer"
+METRICS = ("transfer.gain_vs_no_transfer", "transfer.gain_vs_base_probe", "transfer.group_gain",
+           "transfer.logme", "transfer.linear_probe_cv_accuracy", "transfer.forgetting", "transfer.cka")
+OPTIONS = frozenset({"split", "logme_rows", "cv_folds"})
+A, M1, M0 = ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value, ModelRole.NO_TRANSFER.value
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    split: str = "current"
+    logme_rows: int = 2000
+    cv_folds: int = 5
+
+
+def parse_config(section) -> TransferConfig:
+    return TransferConfig(split=section.str("split", "current", choices={"current", "reference"}),
+                          logme_rows=section.int("logme_rows", 2000, lo=20), cv_folds=section.int("cv_folds", 5, lo=2, hi=20))
+
+
+def paired_gain(y, pred_a, pred_b, k, idx, metric: str, level: float):
+    """(point, CI, McNemar p, discordant counts) of metric(a) - metric(b) on the same resamples."""
+    if metric == "accuracy":
+        point = float(np.mean(pred_a == y) - np.mean(pred_b == y))
+        samples = accuracy_samples(y, pred_a, idx) - accuracy_samples(y, pred_b, idx)
+    else:
+        point = macro_f1(y, pred_a, k) - macro_f1(y, pred_b, k)
+        samples = macro_f1_samples(y, pred_a, k, idx) - macro_f1_samples(y, pred_b, k, idx)
+    p, b, c = mcnemar_exact(pred_a == y, pred_b == y)
+    return point, percentile_ci(samples, level), p, b, c
+
+
+def gains(evidence, config, stats) -> list[Measurement]:
+    split = config.split
+    y = evidence.y(split)
+    k = evidence.dataset.n_classes
+    idx = evidence.boot(split, stats.n_boot)
+    pa = evidence.pred(A, split)
+    out = []
+    for metric_name, other in (("transfer.gain_vs_no_transfer", M0), ("transfer.gain_vs_base_probe", M1)):
+        pb = evidence.pred(other, split)
+        for metric in ("accuracy", "macro_f1"):
+            point, ci, p, b, c = paired_gain(y, pa, pb, k, idx, metric, stats.ci_level)
+            out.append(Measurement(NAME, metric_name, A, point, ci, int(y.size), Status.MEASURED, {"metric": metric},
+                                   {"mcnemar_p": p, "adapted_only_right": b, "other_only_right": c, "versus": other}))
+    return out
+
+
+def group_gains(evidence, config, stats) -> list[Measurement]:
+    """Accuracy gain over the no-transfer control inside each sensitive group, same resamples."""
+    from .bias import group_codes
+
+    split = evidence.dataset.splits[config.split]
+    y = split.y
+    ca = evidence.pred(A, config.split) == y
+    cb = evidence.pred(M0, config.split) == y
+    idx = evidence.boot(config.split, stats.n_boot)
+    out = []
+    for feature in evidence.dataset.sensitive:
+        codes, names = group_codes(split.frame, [feature])
+        g = len(names)
+        cell = codes * 4 + ca * 2 + cb
+        boot = resampled_counts(cell, g * 4, idx).reshape(-1, g, 2, 2).astype(float)
+        point = np.bincount(cell, minlength=g * 4).reshape(g, 2, 2).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gain_b = (boot[:, :, 1, :].sum(-1) - boot[:, :, :, 1].sum(-1)) / boot.sum((-1, -2))
+        for i, name in enumerate(names):
+            n = int(point[i].sum())
+            grp = {"feature": feature, "value": name}
+            if n < stats.min_group_n:
+                out.append(Measurement(NAME, "transfer.group_gain", A, None, None, n, Status.INSUFFICIENT_DATA, grp,
+                                       {"reason": f"n={n} < min_group_n={stats.min_group_n}"}))
+                continue
+            value = float((point[i, 1, :].sum() - point[i, :, 1].sum()) / n)
+            p, b, c = mcnemar_exact(ca[codes == i], cb[codes == i])
+            out.append(Measurement(NAME, "transfer.group_gain", A, value, percentile_ci(gain_b[:, i], stats.ci_level), n,
+                                   Status.MEASURED, grp, {"metric": "accuracy", "versus": M0, "mcnemar_p": p}))
+    return out
+
+
+def transferability(evidence, config, stats) -> list[Measurement]:
+    """Advisory: how well the frozen base features suit the labels, with a no-pretraining control."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = evidence.dataset.splits["train"]
+    rows = np.arange(min(len(train), config.logme_rows))
+    emb = evidence.embeddings["base"]["train"][rows]
+    y = train.y[rows]
+    texts = [train.texts[i] for i in rows]
+    n = int(rows.size)
+    out = [Measurement(NAME, "transfer.logme", ModelRole.BASE.value, logme(emb, y), None, n, Status.MEASURED,
+                       None, {"features": "base encoder, mean-pooled", "advisory": True})]
+    control = tfidf_projection(texts, texts, emb.shape[1], stats.seed)
+    out.append(Measurement(NAME, "transfer.logme", M0, logme(control, y), None, n, Status.MEASURED, None,
+                           {"features": f"TF-IDF, random projection to {emb.shape[1]} dims", "advisory": True}))
+    folds = StratifiedKFold(config.cv_folds, shuffle=True, random_state=stats.seed)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    scores = cross_val_score(probe, emb, y, cv=folds)
+    se = scores.std(ddof=1) / np.sqrt(len(scores))
+    out.append(Measurement(NAME, "transfer.linear_probe_cv_accuracy", ModelRole.BASE.value, float(scores.mean()),
+                           (float(scores.mean() - 1.96 * se), float(scores.mean() + 1.96 * se)), n, Status.MEASURED,
+                           None, {"folds": config.cv_folds, "interval": "normal approximation over folds"}))
+    return out
+
+
+def forgetting(evidence, stats, folds: int) -> list[Measurement]:
+    """Source-task accuracy of the base encoder minus that of the adapted encoder, each with a probe refit
+    on the source set (out-of-fold predictions, paired bootstrap, exact McNemar)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    src = evidence.dataset.splits.get("source_eval")
+    if src is None:
+        return [Measurement(NAME, "transfer.forgetting", A, None, None, 0, Status.SKIPPED, None,
+                            {"reason": "no source-task evaluation set (data.source_eval) in the spec"})]
+    y = src.y
+    cv = StratifiedKFold(folds, shuffle=True, random_state=stats.seed)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    pred_base = cross_val_predict(probe, evidence.embeddings["base"]["source_eval"], y, cv=cv)
+    pred_adapted = cross_val_predict(probe, evidence.embeddings["adapted"]["source_eval"], y, cv=cv)
+    idx = evidence.boot("source_eval", stats.n_boot)
+    point, ci, p, b, c = paired_gain(y, pred_base, pred_adapted, int(y.max()) + 1, idx, "accuracy", stats.ci_level)
+    return [Measurement(NAME, "transfer.forgetting", A, point, ci, int(y.size), Status.MEASURED, {"metric": "accuracy"},
+                        {"mcnemar_p": p, "base_accuracy": float(np.mean(pred_base == y)),
+                         "adapted_accuracy": float(np.mean(pred_adapted == y))})]
+
+
+def representation_change(evidence) -> list[Measurement]:
+    base, adapted = evidence.layers.get("base"), evidence.layers.get("adapted")
+    if base is None or adapted is None or base.shape[0] != adapted.shape[0]:
+        return [Measurement(NAME, "transfer.cka", A, None, None, 0, Status.SKIPPED, None,
+                            {"reason": "per-layer states of both encoders are not available"})]
+    n = int(base.shape[1])
+    return [Measurement(NAME, "transfer.cka", A, linear_cka(base[l], adapted[l]), None, n, Status.MEASURED,
+                        {"layer": l}, {"layer_name": "embeddings" if l == 0 else f"layer {l}"})
+            for l in range(base.shape[0])]
+
+
+def run(evidence, config: TransferConfig, stats) -> CheckResult:
+    out = gains(evidence, config, stats)
+    if evidence.dataset.sensitive:
+        out += group_gains(evidence, config, stats)
+    out += transferability(evidence, config, stats)
+    out += forgetting(evidence, stats, config.cv_folds)
+    out += representation_change(evidence)
+    notes = ["LogME and the linear-probe accuracy are advisory: transferability rankings are unstable across "
+             "tasks (methods §2); they never block by default.",
+             f"no_transfer is {evidence.info.get('controls', {}).get('chosen', 'n/a')}, the stronger control on the reference split."]
+    g = next(m for m in out if m.metric == "transfer.gain_vs_no_transfer" and m.group["metric"] == "accuracy")
+    if g.ci and g.ci[1] < 0:
+        notes.insert(0, f"Negative transfer: the adapted model is significantly less accurate than the no-transfer "
+                        f"control ({g.value:+.3f}, 95% CI [{g.ci[0]:+.3f}, {g.ci[1]:+.3f}], McNemar p={g.details['mcnemar_p']:.3g}).")
+    elif g.ci and g.ci[0] <= 0:
+        notes.insert(0, f"The adapted model does not significantly beat the no-transfer control "
+                        f"({g.value:+.3f}, 95% CI [{g.ci[0]:+.3f}, {g.ci[1]:+.3f}]).")
+    table = {"title": "Representation change: linear CKA between base and adapted encoders, per layer",
+             "columns": ["layer", "CKA", "rows"],
+             "rows": [[m.details["layer_name"], m.value, m.n] for m in out if m.metric == "transfer.cka" and m.value is not None]}
+    return CheckResult(NAME, Status.MEASURED, tuple(out), tables={"cka": table}, notes=tuple(notes))
