@@ -26,6 +26,7 @@ class ModelRole(str, Enum):
     NO_TRANSFER_TEXT = "no_transfer_text"         # TF-IDF + logistic regression on the text
     NO_TRANSFER_TABULAR = "no_transfer_tabular"   # gradient-boosted trees on the raw columns
     BASE = "base"                                 # the frozen encoder itself (embeddings, LogME)
+    DATA = "data"                                 # measurements of the data alone (input drift)
 
 
 MAIN_ROLES = (ModelRole.ADAPTED, ModelRole.BASE_PROBE, ModelRole.NO_TRANSFER)

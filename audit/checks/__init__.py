@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import InputError, did_you_mean
-from . import bias, performance, transfer
+from . import bias, drift, performance, transfer
 from .base import CheckDef, StatsConfig, no_options
 
 CHECKS: dict[str, CheckDef] = {
@@ -17,6 +17,10 @@ CHECKS: dict[str, CheckDef] = {
         name="transfer", description="negative transfer (paired bootstrap, McNemar), per-group gains, LogME, "
         "forgetting, layer-wise CKA", metrics=transfer.METRICS, option_names=transfer.OPTIONS,
         parse_config=transfer.parse_config, run=transfer.run),
+    "drift": CheckDef(
+        name="drift", description="reference vs current drift in raw columns and text descriptors (evidently), "
+        "base embeddings (MMD² permutation test, domain classifier) and predictions", metrics=drift.METRICS,
+        option_names=drift.OPTIONS, parse_config=drift.parse_config, run=drift.run),
 }
 
 
