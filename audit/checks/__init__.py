@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import InputError, did_you_mean
-from . import bias, drift, performance, transfer
+from . import attribution, bias, drift, performance, transfer
 from .base import CheckDef, StatsConfig, no_options
 
 CHECKS: dict[str, CheckDef] = {
@@ -21,6 +21,11 @@ CHECKS: dict[str, CheckDef] = {
         name="drift", description="reference vs current drift in raw columns and text descriptors (evidently), "
         "base embeddings (MMD² permutation test, domain classifier) and predictions", metrics=drift.METRICS,
         option_names=drift.OPTIONS, parse_config=drift.parse_config, run=drift.run),
+    "attribution": CheckDef(
+        name="attribution", description="integrated-gradients token attributions of adapted vs base probe: "
+        "convergence, top words, sensitive share, shift", metrics=attribution.METRICS,
+        option_names=attribution.OPTIONS, parse_config=attribution.parse_config, run=attribution.run,
+        needs_models=True),
 }
 
 
