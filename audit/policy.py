@@ -176,7 +176,7 @@ def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> 
             severity=Severity(s.str("severity", "block", choices={x.value for x in Severity})),
             decide_on=DecideOn(s.str("decide_on", "point", choices={x.value for x in DecideOn})),
             mode=Mode(s.str("mode", "harm", choices={x.value for x in Mode})), group=s.str("group"),
-            refs=tuple(s.str_list("refs", []) or []), description=s.str("description", "") or "",
+            refs=tuple(s.str_list("refs", []) or []), description=s.str("description") or "",
         ))
     waivers = []
     raw_waivers = top.data.get("waivers") or []

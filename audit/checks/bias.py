@@ -124,8 +124,9 @@ def audit_feature(y, preds: dict, codes, names, k: int, classes, idx, stats, fea
     n_g = np.bincount(codes, minlength=g)
     true_counts = np.stack([np.bincount(codes[y == c], minlength=g) for c in range(k)], -1)
     big = n_g >= stats.min_group_n
-    labelled = big & (true_counts[:, classes].min(-1) >= stats.min_pos) & \
-        ((n_g[:, None] - true_counts[:, classes]).min(-1) >= stats.min_neg)
+    # TPR/FPR need positives and negatives in the group: at least the policy's minimum, and never zero.
+    labelled = big & (true_counts[:, classes].min(-1) >= max(stats.min_pos, 1)) & \
+        ((n_g[:, None] - true_counts[:, classes]).min(-1) >= max(stats.min_neg, 1))
     small = [names[i] for i in range(g) if not big[i]]
     out, samples = [], {}
     for role, pred in preds.items():

@@ -76,7 +76,7 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(out.loss))
+            losses.append(float(out.loss.detach()))
             bar.update(1, f"loss {np.mean(losses[-20:]):.3f}")
     seconds = bar.close(f"final loss {np.mean(losses[-20:]):.3f}")
     model.eval()

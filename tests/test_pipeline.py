@@ -1,0 +1,84 @@
+"""End to end on a tiny BERT: every check, all three roles, the gate, the outputs and the manifest."""
+from __future__ import annotations
+
+import json
+
+from audit.outputs import verify_run
+from audit.results import SCHEMA_VERSION
+
+from conftest import adult_spec, write_spec
+
+
+def test_results_have_every_role_with_cis(tiny_run):
+    results = json.loads((tiny_run.run_dir / "results.json").read_text())
+    assert results["schema_version"] == SCHEMA_VERSION
+    perf = [m for m in results["measurements"] if m["metric"] == "performance.accuracy"]
+    roles = {m["model"] for m in perf}
+    assert {"adapted", "base_probe", "no_transfer", "no_transfer_text", "no_transfer_tabular"} <= roles
+    for m in perf:
+        lo, hi = m["ci"]
+        assert lo <= m["value"] <= hi and m["n"] == 200
+    assert {c["check"] for c in results["checks"]} == {"performance", "bias", "drift", "transfer", "attribution"}
+    assert results["gate"]["verdict"] in {"PASS", "WARN", "FAIL", "INCONCLUSIVE"}
+    assert all(set(r) >= {"id", "metric", "model", "condition", "value", "ci", "status", "severity"}
+               for r in results["gate"]["rules"])
+
+
+def test_exit_code_matches_verdict(tiny_run):
+    verdict = tiny_run.results["gate"]["verdict"]
+    assert tiny_run.exit_code == {"FAIL": 1, "INCONCLUSIVE": 4}.get(verdict, 0)
+
+
+def test_outputs_and_manifest_verify(tiny_run):
+    names = {p.name for p in tiny_run.run_dir.iterdir()}
+    assert {"results.json", "report.html", "model_card.md", "junit.xml", "summary.md", "compliance.md",
+            "manifest.json"} <= names
+    assert verify_run(tiny_run.run_dir) == []
+    manifest = json.loads((tiny_run.run_dir / "manifest.json").read_text())
+    assert set(manifest["outputs"]) >= {"results.json", "report.html"}
+    assert manifest["seed"] == 0 and "torch" in manifest["libraries"]
+
+
+def test_tampering_is_detected(tiny_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, copy)
+    assert verify_run(copy) == []
+    (copy / "results.json").write_text((copy / "results.json").read_text().replace('"PASS"', '"FAIL"', 1) + " ")
+    problems = verify_run(copy)
+    assert any("results.json" in p for p in problems)
+
+
+def test_render_rebuilds_the_same_artifacts(tiny_run, tmp_path):
+    from audit.cli import main
+
+    assert main(["render", str(tiny_run.run_dir / "results.json"), "--out", str(tmp_path)]) == 0
+    for name in ("report.html", "model_card.md", "junit.xml", "summary.md", "compliance.md"):
+        assert (tmp_path / name).read_text() == (tiny_run.run_dir / name).read_text(), name
+
+
+def test_second_run_reuses_finetune_and_is_byte_identical(tiny_bert, tmp_path, capsys):
+    from audit.runner import run_audit
+
+    spec = write_spec(tmp_path, adult_spec(str(tiny_bert), tmp_path / "runs",
+                                           checks={"performance": {}, "bias": {"counterfactual": False}}))
+    first = run_audit(spec)
+    err = capsys.readouterr().err
+    assert "fine-tuning" in err
+    second = run_audit(spec)
+    err = capsys.readouterr().err
+    assert "found in cache" in err and "fine-tuning (" not in err
+    assert (first.run_dir / "results.json").read_bytes() == (second.run_dir / "results.json").read_bytes()
+    assert first.run_dir != second.run_dir
+
+
+def test_results_are_byte_identical_when_recomputed(tiny_bert, tmp_path):
+    """No cache shared: fine-tuning, inference and every check run twice from scratch."""
+    from audit.runner import run_audit
+
+    checks = {"performance": {}, "bias": {"counterfactual_samples": 10}, "transfer": {"cv_folds": 3}}
+    a = run_audit(write_spec(tmp_path / "a", adult_spec(str(tiny_bert), tmp_path / "a" / "runs", checks=checks)))
+    b = run_audit(write_spec(tmp_path / "b", adult_spec(str(tiny_bert), tmp_path / "b" / "runs", checks=checks)))
+    ra, rb = (a.run_dir / "results.json").read_bytes(), (b.run_dir / "results.json").read_bytes()
+    assert ra == rb

@@ -1,0 +1,80 @@
+"""The shared statistics against direct computations and reference libraries."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit import stats
+
+
+def test_wilson_matches_statsmodels():
+    from statsmodels.stats.proportion import proportion_confint
+
+    for x, n in [(0, 10), (3, 10), (10, 10), (45, 200), (1, 1000)]:
+        lo, hi = stats.wilson_ci(x, n)
+        rlo, rhi = proportion_confint(x, n, alpha=0.05, method="wilson")
+        assert lo == pytest.approx(rlo, abs=1e-9) and hi == pytest.approx(rhi, abs=1e-9)
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, 0.04, 0.03, 0.2, 0.001])
+    assert np.allclose(stats.holm(p), multipletests(p, method="holm")[1])
+
+
+def test_mcnemar_exact_is_a_binomial_test_on_discordant_pairs():
+    from scipy.stats import binom
+
+    a = np.array([1, 1, 1, 1, 1, 0, 0, 1, 0, 1], bool)
+    b = np.array([0, 0, 0, 1, 1, 1, 0, 0, 0, 1], bool)
+    p, n01, n10 = stats.mcnemar_exact(a, b)
+    assert (n01, n10) == (4, 1)
+    direct = min(1.0, 2 * binom.cdf(min(n01, n10), n01 + n10, 0.5))
+    assert p == pytest.approx(direct)
+
+
+def test_auc_matches_sklearn_including_ties_and_weights():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300).astype(bool)
+    s = np.round(rng.normal(size=300) + y, 1)          # rounding makes ties
+    assert stats.auc_from_weights(s, y, np.ones((1, 300)))[0] == pytest.approx(roc_auc_score(y, s))
+    idx = stats.bootstrap_indices(300, 5, seed=1)
+    w = stats.row_weights(idx, 300)
+    for b in range(5):
+        assert stats.auc_from_weights(s, y, w[b:b + 1])[0] == pytest.approx(roc_auc_score(y[idx[b]], s[idx[b]]))
+
+
+def test_resampled_counts_equal_a_loop():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 6, 50)
+    idx = stats.bootstrap_indices(50, 20, seed=3)
+    counts = stats.resampled_counts(codes, 6, idx)
+    for b in range(20):
+        assert np.array_equal(counts[b], np.bincount(codes[idx[b]], minlength=6))
+
+
+def test_macro_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from audit.checks.performance import macro_f1
+
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 3, 200), rng.integers(0, 3, 200)
+    assert macro_f1(y, p, 3) == pytest.approx(f1_score(y, p, average="macro"))
+
+
+def test_bootstrap_is_seeded():
+    assert np.array_equal(stats.bootstrap_indices(10, 5, 7), stats.bootstrap_indices(10, 5, 7))
+    assert not np.array_equal(stats.bootstrap_indices(10, 5, 7), stats.bootstrap_indices(10, 5, 8))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=50))
+def test_percentile_ci_brackets_the_median(values):
+    lo, hi = stats.percentile_ci(np.array(values))
+    assert lo <= np.median(values) <= hi

@@ -1,0 +1,111 @@
+"""Transfer statistics: LogME, CKA, paired gains and the negative-transfer rule."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit.checks import transfer
+from audit.checks.base import StatsConfig
+from audit.transfer_stats import linear_cka, logme
+
+from conftest import make_evidence
+
+
+def reference_logme(f: np.ndarray, y: np.ndarray) -> float:
+    """LogME as published (You et al. 2021, Alg. 1), written with plain matrices instead of an eigenbasis."""
+    f = f.astype(np.float64)
+    n, d = f.shape
+    ftf = f.T @ f
+    sig = np.linalg.eigvalsh(ftf)
+    scores = []
+    for c in np.unique(y):
+        t = (y == c).astype(np.float64)
+        alpha, beta = 1.0, 1.0
+        for _ in range(11):
+            a = alpha * np.eye(d) + beta * ftf
+            m = beta * np.linalg.solve(a, f.T @ t)
+            gamma = np.sum(beta * sig / (alpha + beta * sig))
+            alpha_new = gamma / (m @ m + 1e-5)
+            res = np.sum((t - f @ m) ** 2)
+            beta_new = (n - gamma) / (res + 1e-5)
+            done = abs(alpha_new / beta_new - alpha / beta) / (alpha / beta) < 0.01
+            alpha, beta = alpha_new, beta_new
+            if done:
+                break
+        a = alpha * np.eye(d) + beta * ftf
+        m = beta * np.linalg.solve(a, f.T @ t)
+        ev = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * np.linalg.slogdet(a)[1]
+              - beta / 2 * np.sum((t - f @ m) ** 2) - alpha / 2 * (m @ m) - n / 2 * np.log(2 * np.pi))
+        scores.append(ev / n)
+    return float(np.mean(scores))
+
+
+def test_logme_matches_reference_and_ranks_informative_features_first():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    informative = np.c_[np.eye(3)[y] * 2 + rng.normal(0, 0.7, (400, 3)), rng.normal(size=(400, 13))]
+    noise = rng.normal(size=(400, 16))
+    assert logme(informative, y) == pytest.approx(reference_logme(informative, y), rel=2e-3)
+    assert logme(noise, y) == pytest.approx(reference_logme(noise, y), rel=2e-3)
+    assert logme(informative, y) > logme(noise, y)
+
+
+def test_cka_properties():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 16))
+    q, _ = np.linalg.qr(rng.normal(size=(16, 16)))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, x @ q) == pytest.approx(1.0)            # orthogonal transform
+    assert linear_cka(x, 7.5 * x) == pytest.approx(1.0)          # isotropic scaling
+    assert linear_cka(x, rng.normal(size=(120, 16))) < 0.5
+
+
+def _evidence(adapted_acc, control_acc, n=800, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    flip = lambda acc: np.where(rng.random(n) < acc, y, 1 - y)
+    frame = pd.DataFrame({"group": rng.choice(["a", "b"], n)})
+    return make_evidence(frame, y, {"adapted": flip(adapted_acc), "base_probe": flip(control_acc),
+                                    "no_transfer": flip(control_acc)}), y
+
+
+def test_paired_gain_and_mcnemar_match_direct_computation():
+    from scipy.stats import binom
+
+    ev, y = _evidence(0.8, 0.75, n=300)
+    stats = StatsConfig(n_boot=500)
+    (acc,) = [m for m in transfer.gains(ev, transfer.TransferConfig(), stats)
+              if m.metric == "transfer.gain_vs_no_transfer" and m.group["metric"] == "accuracy"]
+    pa, pb = ev.pred("adapted", "current"), ev.pred("no_transfer", "current")
+    assert acc.value == pytest.approx(np.mean(pa == y) - np.mean(pb == y))
+    idx = ev.boot("current", 500)
+    direct = [np.mean(pa[i] == y[i]) - np.mean(pb[i] == y[i]) for i in idx]
+    assert acc.ci[0] == pytest.approx(np.quantile(direct, 0.025)) and acc.ci[1] == pytest.approx(np.quantile(direct, 0.975))
+    b = int(np.sum((pa == y) & (pb != y)))
+    c = int(np.sum((pa != y) & (pb == y)))
+    assert acc.details["mcnemar_p"] == pytest.approx(min(1.0, 2 * binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def test_degraded_adapted_model_is_flagged_as_negative_transfer():
+    from audit.gate import gate
+    from audit.policy import load_policy
+    from audit.results import Status
+
+    ev, _ = _evidence(0.65, 0.85)
+    stats = StatsConfig(n_boot=500)
+    ms = transfer.gains(ev, transfer.TransferConfig(), stats) + transfer.group_gains(ev, transfer.TransferConfig(), stats)
+    policy = load_policy("policies/default.yaml")
+    decision = gate(ms, {"transfer"}, policy)
+    nt = [o for o in decision.outcomes if o.rule.id == "transfer-no-negative-transfer"]
+    assert nt and all(o.status is Status.FAIL for o in nt) and decision.verdict is Status.FAIL
+    healthy, _ = _evidence(0.9, 0.75)
+    ms = transfer.gains(healthy, transfer.TransferConfig(), stats)
+    assert all(o.status is Status.PASS for o in gate(ms, {"transfer"}, policy).outcomes
+               if o.rule.id == "transfer-no-negative-transfer")
+
+
+def test_forgetting_is_skipped_without_a_source_set():
+    ev, _ = _evidence(0.8, 0.8)
+    (m,) = transfer.forgetting(ev, StatsConfig(n_boot=100), 3)
+    assert m.status.value == "SKIPPED" and "source_eval" in m.details["reason"] and m.value is None
