@@ -67,19 +67,19 @@ def _detected(ev, seed):
 def test_planted_shift_found_and_no_false_alarms(adult):
     """Shift: current is the population aged 45+; no shift: two random samples of one population.
 
-    The false-alarm rate is estimated over 40 seeds rather than 20 so that one chance split does not decide a
-    5% bound (seeds 0-99 gave 2 alarms in 100: seeds 19 and 31, both real chance imbalances).
+    The false-alarm rate is estimated over 100 seeds rather than 20: at a 1% family-wise level, one chance
+    split among 20 (seed 19 here: a KS p of 0.0009 on the model scores) would decide a 5% bound on its own.
     """
     false_alarms, hits = 0, 0
     older = adult[adult.age >= 45]
-    for seed in range(40):
+    for seed in range(100):
         pool = adult.sample(2 * N, random_state=seed)
         reference, same = pool.iloc[:N], pool.iloc[N:]
         false_alarms += _detected(_evidence(adult, reference, same, seed), seed)
         if seed < 20:
             hits += _detected(_evidence(adult, reference, older.sample(N, random_state=seed), seed), seed)
-    print(f"false alarms {false_alarms}/40, detections {hits}/20")
-    assert false_alarms / 40 < 0.05
+    print(f"false alarms {false_alarms}/100, detections {hits}/20")
+    assert false_alarms / 100 < 0.05
     assert hits / 20 >= 0.95
 
 
