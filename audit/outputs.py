@@ -44,7 +44,9 @@ def assemble_results(spec, policy, dataset, evidence, model_info, check_results,
         data[name] = {"source": split.source, "n": len(split), "sha256": split.digest,
                       "label_counts": label_counts(split, classes)}
     models = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in model_info.items()}
-    models["base"]["name"] = Path(model_info["base"]["path"]).name if not spec.model.base.startswith("package:") else spec.model.base
+    base_info = model_info["base"]
+    models["base"]["name"] = base_info.get("title") or (spec.model.base if spec.model.base.startswith("package:")
+                                                         else Path(base_info["path"]).name)
     models["controls"] = evidence.info.get("controls", {})
     return clean({
         "schema_version": SCHEMA_VERSION,

@@ -43,6 +43,24 @@ def new_run_dir(output: Path, name: str) -> Path:
     return run_dir
 
 
+def model_card_facts(folder: Path) -> dict:
+    """License and title from a model folder's README (Hugging Face card front matter), when present."""
+    import re
+
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return {}
+    text = readme.read_text(encoding="utf-8", errors="replace")[:20000]
+    facts = {}
+    m = re.search(r"^license:\s*([\w.\-]+)\s*$", text, re.M)
+    if m:
+        facts["license"] = m.group(1)
+    m = re.search(r"^#\s+(\S.*?)\s*$", text, re.M)
+    if m:
+        facts["title"] = m.group(1)[:100]
+    return facts
+
+
 def prepare_models(spec: AuditSpec, dataset, cache_root: Path, timings: dict):
     """Load the base; load or fine-tune (cached by content) the adapted model."""
     from .models.finetune import cached_finetune, finetune, finetune_key
@@ -53,7 +71,8 @@ def prepare_models(spec: AuditSpec, dataset, cache_root: Path, timings: dict):
     base_path = resolve_base(spec.model.base)
     tokenizer = load_tokenizer(base_path) if base_path.is_dir() else None
     base = load_encoder(base_path, spec.model.allow_pickle)
-    info = {"base": {"ref": spec.model.base, "path": str(base_path), "sha256": sha256_tree(base_path)}}
+    info = {"base": {"ref": spec.model.base, "path": str(base_path), "sha256": sha256_tree(base_path),
+                     **model_card_facts(base_path)}}
     if spec.model.adapted is not None:
         adapted_path = Path(spec.model.adapted)
         info["adapted"] = {"ref": spec.model.adapted, "source": "given"}

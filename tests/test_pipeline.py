@@ -82,3 +82,29 @@ def test_results_are_byte_identical_when_recomputed(tiny_bert, tmp_path):
     b = run_audit(write_spec(tmp_path / "b", adult_spec(str(tiny_bert), tmp_path / "b" / "runs", checks=checks)))
     ra, rb = (a.run_dir / "results.json").read_bytes(), (b.run_dir / "results.json").read_bytes()
     assert ra == rb
+
+
+def test_lora_adapter_folder_and_forgetting_with_a_source_set(tiny_bert, tmp_path):
+    """LoRA fine-tune, then audit the saved PEFT adapter folder as a given adapted model; a source-task set
+    (Rotten Tomatoes) gives a forgetting estimate."""
+    from audit.runner import run_audit
+
+    checks = {"performance": {}, "transfer": {"cv_folds": 3}}
+    spec = adult_spec(str(tiny_bert), tmp_path / "runs", checks=checks)
+    spec["model"]["finetune"]["method"] = "lora"
+    spec["data"]["source_eval"] = {"builtin": "rotten_tomatoes", "split": "test", "sample": 120, "label": "label",
+                                   "text": "text"}
+    first = run_audit(write_spec(tmp_path, spec))
+    adapter = first.results["models"]["adapted"]
+    assert adapter["relation"] == "adapter"
+    forgetting = [m for m in first.results["measurements"] if m["metric"] == "transfer.forgetting"]
+    assert forgetting[0]["status"] == "MEASURED" and forgetting[0]["n"] == 120 and forgetting[0]["ci"] is not None
+
+    import glob
+
+    folder = glob.glob(str(tmp_path / "runs" / ".cache" / "models" / "*"))[0]
+    spec2 = dict(spec, model={"base": str(tiny_bert), "adapted": folder, "finetune": spec["model"]["finetune"]})
+    second = run_audit(write_spec(tmp_path / "given", spec2))
+    acc = lambda r: [m["value"] for m in r.results["measurements"]
+                     if m["metric"] == "performance.accuracy" and m["model"] == "adapted"]
+    assert acc(first) == acc(second) and second.results["models"]["adapted"]["relation"] == "adapter"
