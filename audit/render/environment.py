@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "reports" / "templates"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")
 
 
 class Raw(str):

@@ -1,0 +1,47 @@
+"""Which rules changed verdict between two audits (a model lineage: base -> v1 -> v2)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import InputError
+
+
+def _load(path: Path) -> dict:
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise InputError(f"{path}: no such results file.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e}).") from None
+    if not isinstance(data, dict) or "gate" not in data:
+        raise InputError(f"{path}: not a transfer-audit results.json (no 'gate').")
+    return data
+
+
+def _key(rule: dict) -> tuple:
+    group = ",".join(f"{k}={v}" for k, v in sorted((rule.get("group") or {}).items()))
+    return rule["id"], rule["model"], group
+
+
+def diff_results(old: Path, new: Path) -> list[str]:
+    a, b = _load(old), _load(new)
+    ra = {_key(r): r for r in a["gate"]["rules"]}
+    rb = {_key(r): r for r in b["gate"]["rules"]}
+    lines = [f"verdict: {a['gate']['verdict']} -> {b['gate']['verdict']}"]
+    for key in sorted(set(ra) | set(rb)):
+        x, y = ra.get(key), rb.get(key)
+        label = f"{key[0]} [{key[1]}{' ' + key[2] if key[2] else ''}]"
+        if x is None:
+            lines.append(f"  added    {label}: {y['status']}")
+        elif y is None:
+            lines.append(f"  removed  {label}: was {x['status']}")
+        elif x["status"] != y["status"]:
+            fmt = lambda v: "n/a" if v is None else f"{v:.4g}"
+            lines.append(f"  changed  {label}: {x['status']} -> {y['status']} "
+                         f"(value {fmt(x['value'])} -> {fmt(y['value'])})")
+    if len(lines) == 1:
+        lines.append("  no rule changed verdict")
+    return lines
