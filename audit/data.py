@@ -104,8 +104,14 @@ def _require_utf8(raw: bytes, path: Path, spec_file: str, field: str) -> None:
                               ) from None
 
 
+def _field(src: SplitSource) -> str:
+    """'data.train (train.csv)': the spec field and the file it read, for error messages."""
+    origin = src.path.name if src.path is not None else f"builtin:{src.builtin}"
+    return f"data.{src.name} ({origin})"
+
+
 def _texts(df, src: SplitSource, data: DataSpec, spec_file: str) -> list[str]:
-    field = f"data.{src.name}"
+    field = _field(src)
     template = src.template or (None if src.text else data.template)
     column = src.text or (None if src.template else data.text)
     if template is not None:
@@ -130,7 +136,7 @@ def _texts(df, src: SplitSource, data: DataSpec, spec_file: str) -> list[str]:
 
 
 def _labels(df, label: str, src: SplitSource, spec_file: str) -> list[str]:
-    field = f"data.{src.name}"
+    field = _field(src)
     if label not in df.columns:
         raise InputError(f"{spec_file}: data.label names column {label!r}, which {field} does not have. "
                          f"Columns: {', '.join(map(str, df.columns))}.")
@@ -158,19 +164,30 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str) -> Dataset:
         missing = sorted(c for c in needed if c not in frames[name].columns)
         if missing:
             key = "sensitive" if missing[0] in data.sensitive else "features"
-            raise InputError(f"{spec_file}: data.{key} names column {missing[0]!r}, which data.{name} does not "
+            raise InputError(f"{spec_file}: data.{key} names column {missing[0]!r}, which {_field(data.splits()[name])} does not "
                              f"have. Columns: {', '.join(map(str, frames[name].columns))}.")
 
+    for name in ("reference", "current"):
+        for col in data.sensitive:
+            values = frames[name][col]
+            if values.isna().any():
+                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise InputError(f"{spec_file}: data.sensitive column {col!r} is missing at row {row} of {_field(data.splits()[name])}. "
+                                 "Fill it (e.g. 'unknown') so the row is counted in a group.")
+            if values.nunique() < 2:
+                raise InputError(f"{spec_file}: data.sensitive column {col!r} has a single group "
+                                 f"{str(values.iloc[0])!r} in {_field(data.splits()[name])}; the other groups are empty there, so "
+                                 "no comparison is possible. Sample a split that contains them.")
     train_labels = _labels(frames["train"], data.label, data.train, spec_file)
     classes = sorted(set(train_labels))
     if len(classes) < 2:
-        raise InputError(f"{spec_file}: data.train has a single label value {classes!r} in {data.label!r}; "
+        raise InputError(f"{spec_file}: {_field(data.train)} has a single label value {classes!r} in {data.label!r}; "
                          "a classifier needs at least two.")
     positive = None
     if data.positive_label is not None:
         if data.positive_label not in classes:
             raise InputError(f"{spec_file}: data.positive_label is {data.positive_label!r}, which is not a value "
-                             f"of {data.label!r} in data.train. Values: {', '.join(classes)}.")
+                             f"of {data.label!r} in {_field(data.train)}. Values: {', '.join(classes)}.")
         if len(classes) == 2:
             classes = [c for c in classes if c != data.positive_label] + [data.positive_label]
             positive = 1
@@ -187,7 +204,7 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str) -> Dataset:
         labels = train_labels if name == "train" else _labels(df, data.label, src, spec_file)
         unknown = sorted(set(labels) - set(index))
         if unknown:
-            raise InputError(f"{spec_file}: data.{name} has label {unknown[0]!r} in {data.label!r}, which "
+            raise InputError(f"{spec_file}: {_field(src)} has label {unknown[0]!r} in {data.label!r}, which "
                              f"data.train does not have. Train labels: {', '.join(classes)}.")
         texts = _texts(df, src, data, spec_file)
         y = np.array([index[v] for v in labels], dtype=np.int64)

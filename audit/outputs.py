@@ -63,7 +63,8 @@ def assemble_results(spec, policy, dataset, evidence, model_info, check_results,
                      "unsafe_input_accepted": bool(getattr(evidence.models, "pickle_accepted", False))},
         "checks": [r.to_dict() for r in check_results],
         "measurements": [m.to_dict() for r in check_results for m in r.measurements],
-        "gate": decision.to_dict(),
+        "gate": dict(decision.to_dict(),
+                     unsafe_input_accepted=bool(getattr(evidence.models, "pickle_accepted", False))),
     })
 
 

@@ -68,9 +68,10 @@ def prepare_models(spec: AuditSpec, dataset, cache_root: Path, timings: dict):
 
     set_threads()
     t = time.perf_counter()
-    base_path = resolve_base(spec.model.base)
-    tokenizer = load_tokenizer(base_path) if base_path.is_dir() else None
-    base = load_encoder(base_path, spec.model.allow_pickle)
+    where = str(spec.source_file)
+    base_path = resolve_base(spec.model.base, f"{where}: model.base")
+    base = load_encoder(base_path, spec.model.allow_pickle, field=f"{where}: model.base")
+    tokenizer = load_tokenizer(base_path)
     info = {"base": {"ref": spec.model.base, "path": str(base_path), "sha256": sha256_tree(base_path),
                      **model_card_facts(base_path)}}
     if spec.model.adapted is not None:
@@ -90,7 +91,8 @@ def prepare_models(spec: AuditSpec, dataset, cache_root: Path, timings: dict):
                            "recipe": {"method": r.method.value, "epochs": r.epochs, "learning_rate": r.learning_rate,
                                       "batch_size": r.batch_size, "max_length": r.max_length, "seed": spec.seed,
                                       "train_rows": len(train)}}
-    adapted, relation, pickled = load_classifier(adapted_path, base_path, dataset.n_classes, spec.model.allow_pickle)
+    adapted, relation, pickled = load_classifier(adapted_path, base_path, dataset.n_classes, spec.model.allow_pickle,
+                                                 field=f"{where}: model.adapted")
     info["adapted"].update({"path": str(adapted_path), "sha256": sha256_tree(adapted_path), "relation": relation})
     timings["models_s"] = round(time.perf_counter() - t, 2)
     return LoadedModels(tokenizer, base, adapted, base_path, adapted_path, relation, pickled), info
@@ -165,6 +167,10 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
     started = dt.datetime.now(dt.timezone.utc)
     timings: dict = {}
     t0 = time.perf_counter()
+    if policy_path is not None and not Path(policy_path).is_file():
+        from .errors import MSG_MISSING_FILE, InputError
+
+        raise InputError.make(MSG_MISSING_FILE, where="command line", field="--policy", value=str(policy_path))
     spec = parse_spec(spec_path)
     if allow_pickle:
         from dataclasses import replace
