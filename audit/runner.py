@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -84,8 +83,10 @@ def prepare_models(spec: AuditSpec, dataset, cache_root: Path, timings: dict):
         if adapted_path is not None:
             say(f"fine-tuned model found in cache: {adapted_path}")
         else:
+            t_ft = time.perf_counter()
             adapted_path = finetune(base_path, tokenizer, train.texts, train.y, dataset.classes,
                                     spec.model.finetune, spec.seed, cache_root, key)
+            timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
         r = spec.model.finetune
         info["adapted"] = {"ref": None, "source": "fine-tuned by transfer-audit",
                            "recipe": {"method": r.method.value, "epochs": r.epochs, "learning_rate": r.learning_rate,

@@ -3,7 +3,6 @@ sensitive words carry, and how all that shifted from the base probe (M1) to the 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,7 +123,7 @@ def _boot_mean(values: np.ndarray, n_boot: int, seed: int, level: float):
 
 
 def run(evidence, config: AttributionConfig, stats) -> CheckResult:
-    from ..attribution_engine import ProbeClassifier, attribute_many, quality_scores
+    from ..attribution_engine import ProbeClassifier, attribute_many
     from ..models.baselines import probe_as_linear
 
     models = evidence.models

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +59,6 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
     model.train()
     bar = Progress(f"fine-tuning ({recipe.method.value}, {recipe.epochs} epoch(s), {n} rows)", steps, "steps")
     losses = []
-    start = time.perf_counter()
     for _ in range(recipe.epochs):
         for batch in torch.randperm(n, generator=gen).split(bs):
             rows = [ids[i] for i in batch.tolist()]
@@ -89,7 +87,7 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
         tokenizer.save_pretrained(str(tmp))
         meta = {"base": str(base_path), "method": recipe.method.value, "epochs": recipe.epochs,
                 "learning_rate": recipe.learning_rate, "batch_size": bs, "max_length": recipe.max_length,
-                "seed": seed, "train_rows": n, "steps": steps, "seconds": round(time.perf_counter() - start, 2),
+                "seed": seed, "train_rows": n, "steps": steps,
                 "final_loss": float(np.mean(losses[-20:])), "classes": list(classes)}
         (tmp / DONE_MARKER).write_text(json.dumps(meta, indent=2))
         if final.exists():           # another run finished first: keep its copy, drop ours
