@@ -120,22 +120,17 @@ class Evidence:
     def y(self, split: str) -> np.ndarray:
         return self.dataset.splits[split].y
 
-    def boot(self, split: str, n_boot: int) -> np.ndarray:
-        """The one resample matrix of a split, shared by every check and role (paired bootstrap)."""
-        from .stats import bootstrap_indices
+    def cells(self, split: str, n_boot: int):
+        """The one paired bootstrap of a split, shared by every check and role: keys are the label, every
+        role's prediction and every sensitive column."""
+        from .stats import CellBootstrap
 
         key = (split, n_boot)
         if key not in self._boot:
-            self._boot[key] = bootstrap_indices(len(self.dataset.splits[split]), n_boot, self.seed)
-        return self._boot[key]
-
-    def weights(self, split: str, n_boot: int) -> np.ndarray:
-        """(n_boot, n) multiplicities of each row in each resample (for rank statistics such as AUC)."""
-        from .stats import row_weights
-
-        key = ("weights", split, n_boot)
-        if key not in self._boot:
-            self._boot[key] = row_weights(self.boot(split, n_boot), len(self.dataset.splits[split]))
+            frame = self.dataset.splits[split].frame
+            keys = [self.y(split)] + [self.pred(r, split) for r in sorted(self.probs) if split in self.probs[r]]
+            keys += [frame[c].astype(str).factorize(sort=True)[0] for c in self.dataset.sensitive if c in frame]
+            self._boot[key] = CellBootstrap(keys, n_boot, self.seed)
         return self._boot[key]
 
 

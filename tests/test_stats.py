@@ -78,3 +78,28 @@ def test_bootstrap_is_seeded():
 def test_percentile_ci_brackets_the_median(values):
     lo, hi = stats.percentile_ci(np.array(values))
     assert lo <= np.median(values) <= hi
+
+
+def test_cell_bootstrap_has_the_distribution_of_row_resampling():
+    """Multinomial counts over joint cells = resampling rows: same mean and spread of a resampled metric."""
+    rng = np.random.default_rng(0)
+    y, pred, group = rng.integers(0, 2, 400), rng.integers(0, 2, 400), rng.integers(0, 3, 400)
+    cells = stats.CellBootstrap([y, pred, group], n_boot=4000, seed=1)
+    assert cells.counts.sum(axis=1).tolist() == [400] * 4000
+    acc_cells = cells.counts_of((y == pred).astype(int), 2)[:, 1] / 400
+    idx = stats.bootstrap_indices(400, 4000, seed=2)
+    acc_rows = (y == pred)[idx].mean(1)
+    assert acc_cells.mean() == pytest.approx(acc_rows.mean(), abs=0.002)
+    assert acc_cells.std() == pytest.approx(acc_rows.std(), rel=0.06)
+    with pytest.raises(ValueError):
+        cells.counts_of(rng.integers(0, 2, 400), 2)          # not a function of the keys
+
+
+def test_auc_interval_switches_to_hanley_mcneil_for_large_n():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 3000).astype(bool)
+    s = rng.normal(size=3000) + y
+    (lo, hi), method = stats.auc_bootstrap(s, y, 500, 0)
+    (lo2, hi2), method2 = stats.auc_bootstrap(s, y, 500, 0, max_rows=1000)
+    assert method == "bootstrap" and method2 == "Hanley-McNeil"
+    assert lo2 == pytest.approx(lo, abs=0.01) and hi2 == pytest.approx(hi, abs=0.01)

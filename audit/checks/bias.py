@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..results import MAIN_ROLES, CheckResult, Measurement, ModelRole, Status
-from ..stats import holm, percentile_ci, resampled_counts, wilson_ci
+from ..stats import holm, percentile_ci, wilson_ci
 
 NAME = "bias"
 DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
@@ -118,7 +118,7 @@ def _two_prop_p(x1, n1, x2, n2) -> float:
     return float(2 * norm.sf(abs(x1 / n1 - x2 / n2) / se))
 
 
-def audit_feature(y, preds: dict, codes, names, k: int, classes, idx, stats, feature: str):
+def audit_feature(y, preds: dict, codes, names, k: int, classes, cells, stats, feature: str):
     """Measurements for one sensitive feature (or intersection) across model roles."""
     g = len(names)
     n_g = np.bincount(codes, minlength=g)
@@ -132,7 +132,7 @@ def audit_feature(y, preds: dict, codes, names, k: int, classes, idx, stats, fea
     for role, pred in preds.items():
         codes_full = (codes * k + y) * k + pred
         conf = np.bincount(codes_full, minlength=g * k * k).reshape(g, k, k)
-        boot = resampled_counts(codes_full, g * k * k, idx).reshape(-1, g, k, k)
+        boot = cells.counts_of(codes_full, g * k * k).reshape(-1, g, k, k)
         point, dist = disparities(conf, classes, big, labelled), disparities(boot, classes, big, labelled)
         samples[role] = dist
         rates = _rates(conf, classes)
@@ -221,7 +221,7 @@ def run(evidence, config: BiasConfig, stats) -> CheckResult:
     y = split.y
     k = ds.n_classes
     classes = [ds.positive] if ds.positive is not None else list(range(k))
-    idx = evidence.boot(config.split, stats.n_boot)
+    cells = evidence.cells(config.split, stats.n_boot)
     preds = {r.value: evidence.pred(r.value, config.split) for r in MAIN_ROLES if r.value in evidence.probs}
     features = [(f,) for f in ds.sensitive]
     if config.intersections and len(ds.sensitive) > 1:
@@ -230,7 +230,7 @@ def run(evidence, config: BiasConfig, stats) -> CheckResult:
     for cols in features:
         feature = " x ".join(cols)
         codes, names = group_codes(split.frame, cols)
-        ms, samples, small = audit_feature(y, preds, codes, names, k, classes, idx, stats, feature)
+        ms, samples, small = audit_feature(y, preds, codes, names, k, classes, cells, stats, feature)
         out.extend(ms)
         points = {(m.model, m.metric.split(".", 1)[1]): m.value for m in ms if m.group and "value" not in m.group
                   and m.value is not None}

@@ -4,18 +4,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..results import CheckResult, Measurement, Status
-from ..stats import auc_from_weights, macro_f1_from_confusion, percentile_ci, resampled_counts
+from ..stats import auc_bootstrap, auc_from_weights, macro_f1_from_confusion, percentile_ci
 
 NAME = "performance"
 METRICS = ("performance.accuracy", "performance.macro_f1", "performance.roc_auc")
 
 
-def accuracy_samples(y: np.ndarray, pred: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return (y == pred)[idx].mean(axis=1)
+def accuracy_samples(y: np.ndarray, pred: np.ndarray, cells) -> np.ndarray:
+    """Accuracy on every resample of the split's paired bootstrap (cells: stats.CellBootstrap)."""
+    return cells.counts_of((y == pred).astype(np.int64), 2)[:, 1] / cells.n
 
 
-def macro_f1_samples(y: np.ndarray, pred: np.ndarray, k: int, idx: np.ndarray) -> np.ndarray:
-    conf = resampled_counts(y * k + pred, k * k, idx).reshape(-1, k, k)
+def macro_f1_samples(y: np.ndarray, pred: np.ndarray, k: int, cells) -> np.ndarray:
+    conf = cells.counts_of(y * k + pred, k * k).reshape(-1, k, k)
     return macro_f1_from_confusion(conf)
 
 
@@ -27,23 +28,24 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
 def run(evidence, config, stats, split: str = "current") -> CheckResult:
     y = evidence.y(split)
     k = evidence.dataset.n_classes
-    idx = evidence.boot(split, stats.n_boot)
+    cells = evidence.cells(split, stats.n_boot)
     pos = evidence.dataset.positive
     out = []
     for role in evidence.roles(split):
         probs = evidence.probs[role][split]
         pred = probs.argmax(axis=1)
         n = int(y.size)
-        acc = accuracy_samples(y, pred, idx)
+        acc = accuracy_samples(y, pred, cells)
         out.append(Measurement(NAME, "performance.accuracy", role, float(np.mean(y == pred)),
                                percentile_ci(acc, stats.ci_level), n))
         out.append(Measurement(NAME, "performance.macro_f1", role, macro_f1(y, pred, k),
-                               percentile_ci(macro_f1_samples(y, pred, k, idx), stats.ci_level), n))
+                               percentile_ci(macro_f1_samples(y, pred, k, cells), stats.ci_level), n))
         if pos is not None:
             score, positive = probs[:, pos], y == pos
             point = float(auc_from_weights(score, positive, np.ones((1, n)))[0])
-            boot = auc_from_weights(score, positive, evidence.weights(split, stats.n_boot))
-            out.append(Measurement(NAME, "performance.roc_auc", role, point, percentile_ci(boot, stats.ci_level), n))
+            ci, method = auc_bootstrap(score, positive, stats.n_boot, stats.seed, stats.ci_level)
+            out.append(Measurement(NAME, "performance.roc_auc", role, point, ci, n, Status.MEASURED, None,
+                                   {"interval": method}))
     control = evidence.info.get("controls", {}).get("chosen")
     notes = (f"no_transfer is {control}, the stronger control on the reference split.",) if control else ()
     return CheckResult(NAME, Status.MEASURED, tuple(out), notes=notes)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..results import CheckResult, Measurement, ModelRole, Status
-from ..stats import mcnemar_exact, percentile_ci, resampled_counts
+from ..stats import CellBootstrap, mcnemar_exact, percentile_ci
 from ..transfer_stats import linear_cka, logme, tfidf_projection
 from .performance import accuracy_samples, macro_f1, macro_f1_samples
 
@@ -30,14 +30,14 @@ def parse_config(section) -> TransferConfig:
                           logme_rows=section.int("logme_rows", 2000, lo=20), cv_folds=section.int("cv_folds", 5, lo=2, hi=20))
 
 
-def paired_gain(y, pred_a, pred_b, k, idx, metric: str, level: float):
+def paired_gain(y, pred_a, pred_b, k, cells, metric: str, level: float):
     """(point, CI, McNemar p, discordant counts) of metric(a) - metric(b) on the same resamples."""
     if metric == "accuracy":
         point = float(np.mean(pred_a == y) - np.mean(pred_b == y))
-        samples = accuracy_samples(y, pred_a, idx) - accuracy_samples(y, pred_b, idx)
+        samples = accuracy_samples(y, pred_a, cells) - accuracy_samples(y, pred_b, cells)
     else:
         point = macro_f1(y, pred_a, k) - macro_f1(y, pred_b, k)
-        samples = macro_f1_samples(y, pred_a, k, idx) - macro_f1_samples(y, pred_b, k, idx)
+        samples = macro_f1_samples(y, pred_a, k, cells) - macro_f1_samples(y, pred_b, k, cells)
     p, b, c = mcnemar_exact(pred_a == y, pred_b == y)
     return point, percentile_ci(samples, level), p, b, c
 
@@ -46,13 +46,13 @@ def gains(evidence, config, stats) -> list[Measurement]:
     split = config.split
     y = evidence.y(split)
     k = evidence.dataset.n_classes
-    idx = evidence.boot(split, stats.n_boot)
+    cells = evidence.cells(split, stats.n_boot)
     pa = evidence.pred(A, split)
     out = []
     for metric_name, other in (("transfer.gain_vs_no_transfer", M0), ("transfer.gain_vs_base_probe", M1)):
         pb = evidence.pred(other, split)
         for metric in ("accuracy", "macro_f1"):
-            point, ci, p, b, c = paired_gain(y, pa, pb, k, idx, metric, stats.ci_level)
+            point, ci, p, b, c = paired_gain(y, pa, pb, k, cells, metric, stats.ci_level)
             out.append(Measurement(NAME, metric_name, A, point, ci, int(y.size), Status.MEASURED, {"metric": metric},
                                    {"mcnemar_p": p, "adapted_only_right": b, "other_only_right": c, "versus": other}))
     return out
@@ -66,13 +66,13 @@ def group_gains(evidence, config, stats) -> list[Measurement]:
     y = split.y
     ca = evidence.pred(A, config.split) == y
     cb = evidence.pred(M0, config.split) == y
-    idx = evidence.boot(config.split, stats.n_boot)
+    cells = evidence.cells(config.split, stats.n_boot)
     out = []
     for feature in evidence.dataset.sensitive:
         codes, names = group_codes(split.frame, [feature])
         g = len(names)
         cell = codes * 4 + ca * 2 + cb
-        boot = resampled_counts(cell, g * 4, idx).reshape(-1, g, 2, 2).astype(float)
+        boot = cells.counts_of(cell, g * 4).reshape(-1, g, 2, 2).astype(float)
         point = np.bincount(cell, minlength=g * 4).reshape(g, 2, 2).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
             gain_b = (boot[:, :, 1, :].sum(-1) - boot[:, :, :, 1].sum(-1)) / boot.sum((-1, -2))
@@ -135,8 +135,8 @@ def forgetting(evidence, stats, folds: int) -> list[Measurement]:
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     pred_base = cross_val_predict(probe, evidence.embeddings["base"]["source_eval"], y, cv=cv)
     pred_adapted = cross_val_predict(probe, evidence.embeddings["adapted"]["source_eval"], y, cv=cv)
-    idx = evidence.boot("source_eval", stats.n_boot)
-    point, ci, p, b, c = paired_gain(y, pred_base, pred_adapted, int(y.max()) + 1, idx, "accuracy", stats.ci_level)
+    cells = CellBootstrap([y, pred_base, pred_adapted], stats.n_boot, stats.seed)
+    point, ci, p, b, c = paired_gain(y, pred_base, pred_adapted, int(y.max()) + 1, cells, "accuracy", stats.ci_level)
     return [Measurement(NAME, "transfer.forgetting", A, point, ci, int(y.size), Status.MEASURED, {"metric": "accuracy"},
                         {"mcnemar_p": p, "base_accuracy": float(np.mean(pred_base == y)),
                          "adapted_accuracy": float(np.mean(pred_adapted == y))})]
