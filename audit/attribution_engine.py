@@ -78,7 +78,7 @@ def baseline_ids(input_ids, tokenizer):
     return torch.where(keep, input_ids, torch.full_like(input_ids, tokenizer.pad_token_id or 0))
 
 
-def attribute_one(model, tokenizer, input_ids, target: int | None, schedule=(12, 25, 50, 100, 200, 300),
+def attribute_one(model, tokenizer, input_ids, target: int | None, schedule=(8, 16, 32, 50, 100, 200, 300),
                   tolerance: float = 0.05, method: str = "gausslegendre") -> Attribution:
     """Attributions for one tokenised example (1 x L), escalating steps until completeness holds."""
     import torch

@@ -99,14 +99,19 @@ def counterfactual_measurements(evidence, config, stats):
         return [], None, ["Counterfactual test skipped: no identity terms (sensitive values, gendered words, "
                           "lexicon names) occur in the evaluation texts."]
     pos = evidence.dataset.positive
-    out, examples = [], []
-    for axis, (rows, new) in axes.items():
+    for axis, (rows, new) in list(axes.items()):
         if len(rows) > config.counterfactual_samples:
             keep = np.sort(rng.choice(len(rows), config.counterfactual_samples, replace=False))
-            rows, new = [rows[i] for i in keep], [new[i] for i in keep]
+            axes[axis] = ([rows[i] for i in keep], [new[i] for i in keep])
+    # One bucketed pass over every axis's swapped texts, then split back per axis.
+    all_new = [t for _, new in axes.values() for t in new]
+    scored = score_texts(evidence, all_new, f"counterfactual swaps ({len(axes)} axes)")
+    out, examples, offset = [], [], 0
+    for axis, (rows, new) in axes.items():
         rows = np.asarray(rows)
-        swapped = score_texts(evidence, new, f"counterfactual '{axis}' ({len(rows)} rows)")
         n = len(rows)
+        swapped = {role: p[offset:offset + n] for role, p in scored.items()}
+        offset += n
         idx = np.random.default_rng(stats.seed).integers(0, n, size=(stats.n_boot, n))
         for role in ROLES:
             before = evidence.probs[role][config.split][rows]

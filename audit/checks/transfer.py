@@ -92,10 +92,9 @@ def group_gains(evidence, config, stats) -> list[Measurement]:
 
 def transferability(evidence, config, stats) -> list[Measurement]:
     """Advisory: how well the frozen base features suit the labels, with a no-pretraining control."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+
+    from ..models.baselines import linear_probe
 
     train = evidence.dataset.splits["train"]
     rows = np.arange(min(len(train), config.logme_rows))
@@ -109,8 +108,7 @@ def transferability(evidence, config, stats) -> list[Measurement]:
     out.append(Measurement(NAME, "transfer.logme", M0, logme(control, y), None, n, Status.MEASURED, None,
                            {"features": f"TF-IDF, random projection to {emb.shape[1]} dims", "advisory": True}))
     folds = StratifiedKFold(config.cv_folds, shuffle=True, random_state=stats.seed)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    scores = cross_val_score(probe, emb, y, cv=folds)
+    scores = cross_val_score(linear_probe(stats.seed), emb, y, cv=folds)
     se = scores.std(ddof=1) / np.sqrt(len(scores))
     out.append(Measurement(NAME, "transfer.linear_probe_cv_accuracy", ModelRole.BASE.value, float(scores.mean()),
                            (float(scores.mean() - 1.96 * se), float(scores.mean() + 1.96 * se)), n, Status.MEASURED,
@@ -121,10 +119,9 @@ def transferability(evidence, config, stats) -> list[Measurement]:
 def forgetting(evidence, stats, folds: int) -> list[Measurement]:
     """Source-task accuracy of the base encoder minus that of the adapted encoder, each with a probe refit
     on the source set (out-of-fold predictions, paired bootstrap, exact McNemar)."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+
+    from ..models.baselines import linear_probe
 
     src = evidence.dataset.splits.get("source_eval")
     if src is None:
@@ -132,7 +129,7 @@ def forgetting(evidence, stats, folds: int) -> list[Measurement]:
                             {"reason": "no source-task evaluation set (data.source_eval) in the spec"})]
     y = src.y
     cv = StratifiedKFold(folds, shuffle=True, random_state=stats.seed)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe = linear_probe(stats.seed)
     pred_base = cross_val_predict(probe, evidence.embeddings["base"]["source_eval"], y, cv=cv)
     pred_adapted = cross_val_predict(probe, evidence.embeddings["adapted"]["source_eval"], y, cv=cv)
     cells = CellBootstrap([y, pred_base, pred_adapted], stats.n_boot, stats.seed)

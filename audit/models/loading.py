@@ -84,9 +84,12 @@ def _guarded(load, field: str, path: Path):
 
 
 def set_threads() -> None:
+    """All cores for torch (the bench's best setting here), and no per-load progress bars from transformers."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    hf_logging.disable_progress_bar()
 
 
 def load_tokenizer(path: Path):
