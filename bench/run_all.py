@@ -11,7 +11,6 @@ bench/results.json. Absolute times on a shared machine are noisy; the ratios are
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil

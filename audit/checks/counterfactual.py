@@ -67,6 +67,7 @@ def _axes(evidence, split, rng) -> dict:
     if rows:
         axes["gendered words"] = (rows, [swap(texts[i]) for i in rows])
     lex = identity_lexicon()
+    capitalised = re.compile(r"\b[A-Z][a-z]+\b")        # one cheap scan; names are looked up in a dict
     for axis, groups in (("names by gender", lex["gender_names"]), ("names by race", lex["race_names"])):
         owner = {}
         for g, names in groups.items():
@@ -74,16 +75,17 @@ def _axes(evidence, split, rng) -> dict:
                 owner.setdefault(name, g)
         if not owner:
             continue
-        pat = re.compile(r"\b(" + "|".join(map(re.escape, sorted(owner, key=len, reverse=True))) + r")\b")
         rows, new = [], []
         for i, t in enumerate(texts):
-            if pat.search(t):
+            if any(w in owner for w in capitalised.findall(t)):
                 def repl(m):
+                    if m.group(0) not in owner:
+                        return m.group(0)
                     others = [g for g in groups if g != owner[m.group(0)]]
                     pool = groups[others[int(rng.integers(len(others)))]]
                     return pool[int(rng.integers(len(pool)))]
                 rows.append(i)
-                new.append(pat.sub(repl, t))
+                new.append(capitalised.sub(repl, t))
         if rows:
             axes[axis] = (rows, new)
     return axes
