@@ -144,20 +144,6 @@ def build_evidence(spec: AuditSpec, dataset, models, model_info: dict, cache_roo
                     models=models, probe=probe, controls=control_models)
 
 
-def warm_imports(spec: AuditSpec) -> None:
-    """Import evidently (about 5 s) on a background thread while the forward passes run: the import is
-    Python-bound, inference runs in torch's native threads, so the two overlap."""
-    import threading
-
-    if "drift" in spec.checks:
-        def load():
-            try:
-                import evidently.metrics.embeddings  # noqa: F401  (imports evidently.metrics too)
-            except Exception:  # a broken optional import is reported where drift really needs it
-                pass
-        threading.Thread(target=load, name="warm-evidently", daemon=True).start()
-
-
 def run_checks(spec: AuditSpec, evidence, stats: StatsConfig, timings: dict) -> list[CheckResult]:
     results = []
     for name, config in spec.checks.items():
@@ -196,7 +182,6 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
     output = Path(out).resolve() if out else spec.output
     cache_root = output / ".cache"
     dataset = load_dataset(spec.data, spec.seed, str(spec.source_file))
-    warm_imports(spec)
     models, model_info = prepare_models(spec, dataset, cache_root, timings)
     evidence = build_evidence(spec, dataset, models, model_info, cache_root, timings)
     stats = stats_config(policy, spec.seed)

@@ -37,7 +37,7 @@ class AttributionConfig:
 
     def schedule(self) -> tuple[int, ...]:
         """Step counts tried in turn: adaptive starts low and doubles; fixed starts at n_steps."""
-        ladder = [8, 16, 32] + [s for s in (50, 100, 200, 300) if s >= self.n_steps] if self.adaptive \
+        ladder = [8, 16, 24, 32] + [s for s in (50, 100, 200, 300) if s >= self.n_steps] if self.adaptive \
             else [self.n_steps] + [s for s in (100, 200, 300) if s > self.n_steps]
         return tuple(sorted({s for s in ladder if s <= self.max_steps} | {min(self.n_steps, self.max_steps)}))
 

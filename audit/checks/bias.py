@@ -34,14 +34,14 @@ class BiasConfig:
     split: str = "current"
     intersections: bool = True
     counterfactual: bool = True
-    counterfactual_samples: int = 150
+    counterfactual_samples: int = 100
 
 
 def parse_config(section) -> BiasConfig:
     return BiasConfig(split=section.str("split", "current", choices={"current", "reference"}),
                       intersections=bool(section.bool("intersections", True)),
                       counterfactual=bool(section.bool("counterfactual", True)),
-                      counterfactual_samples=section.int("counterfactual_samples", 150, lo=10, hi=100000))
+                      counterfactual_samples=section.int("counterfactual_samples", 100, lo=10, hi=100000))
 
 
 # ---- group metrics from confusion counts shaped (..., G, K, K) [true, pred] ----------------------------------
