@@ -150,7 +150,7 @@ class CellBootstrap:
 
 
 def auc_bootstrap(scores: np.ndarray, positive: np.ndarray, n_boot: int, seed: int, level: float = 0.95,
-                  chunk: int = 50, max_rows: int = 50_000):
+                  chunk: int = 50, max_rows: int = 5_000):
     """Percentile CI of ROC AUC by row resampling, in chunks of resamples to bound memory; above max_rows the
     Hanley-McNeil normal interval is used (resampling a million scores 2,000 times is not worth it)."""
     n = scores.size
