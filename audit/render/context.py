@@ -80,6 +80,11 @@ def build_context(results: dict, timings: dict | None = None) -> dict:
                  if r["status"] in ("FAIL", "INCONCLUSIVE", "WARN", "ERROR") and not r.get("waived")]
     order = {"FAIL": 0, "ERROR": 1, "INCONCLUSIVE": 2, "WARN": 3}
     attention.sort(key=lambda r: (order[r["status"]], r["severity"] != "block", r["id"]))
+    headline = {}
+    for r in attention:
+        if r["severity"] == "block" and r["status"] in ("FAIL", "INCONCLUSIVE", "ERROR"):
+            h = headline.setdefault((r["status"], r["id"]), {"status": r["status"], "id": r["id"], "where": []})
+            h["where"].append(group_label(r.get("group")))
     bounds = {(r["metric"], r["model"]): r["bound"] for r in rules if r.get("bound") is not None}
     sections = []
     by_check = OrderedDict((c["check"], c) for c in results["checks"])
@@ -104,5 +109,5 @@ def build_context(results: dict, timings: dict | None = None) -> dict:
                          "notes": check.get("notes") or [], "metrics": blocks, "tables": tables})
     return {"results": results, "audit": results["audit"], "models": results["models"], "data": results["data"],
             "policy": results["policy"], "verdict": gate["verdict"], "counts": gate.get("counts", {}),
-            "rules": rules, "attention": attention, "sections": sections, "role_labels": ROLE_LABELS,
+            "rules": rules, "attention": attention, "headline": list(headline.values()), "sections": sections, "role_labels": ROLE_LABELS,
             "timings": timings or {}, "tool": results["tool"]}
