@@ -37,7 +37,9 @@ def stats_config(policy: Policy, seed: int) -> StatsConfig:
 def new_run_dir(output: Path, name: str) -> Path:
     """A unique folder per run, so concurrent runs into one output folder never share files."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = output / f"{name}-{stamp}-{secrets.token_hex(3)}"
+    from .io import confined
+
+    run_dir = confined(output, output / f"{name}-{stamp}-{secrets.token_hex(3)}", "name")
     run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir
 
@@ -186,6 +188,8 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
     evidence = build_evidence(spec, dataset, models, model_info, cache_root, timings)
     stats = stats_config(policy, spec.seed)
     check_results = run_checks(spec, evidence, stats, timings)
+    if "attribution_seconds" in evidence.info:
+        timings["attribution_s"] = evidence.info["attribution_seconds"]
     measurements = [m for r in check_results for m in r.measurements]
     decision = gate(measurements, {r.check for r in check_results if r.status is not Status.SKIPPED}, policy, today)
     results = assemble_results(spec, policy, dataset, evidence, model_info, check_results, decision)

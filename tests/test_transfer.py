@@ -112,3 +112,16 @@ def test_forgetting_is_skipped_without_a_source_set():
     ev, _ = _evidence(0.8, 0.8)
     (m,) = transfer.forgetting(ev, StatsConfig(n_boot=100), 3)
     assert m.status.value == "SKIPPED" and "source_eval" in m.details["reason"] and m.value is None
+
+
+def test_transferability_command_ranks_candidates(tiny_bert, tmp_path):
+    from audit.transferability import rank_candidates
+
+    from conftest import adult_spec, make_tiny_bert, write_spec
+
+    other = make_tiny_bert(tmp_path / "other", seed=1, layers=1)
+    spec = write_spec(tmp_path, adult_spec(str(tiny_bert), tmp_path / "runs", checks={"performance": {}}))
+    lines = rank_candidates(spec, [str(other)])
+    ranked = [l for l in lines if l[:1].isdigit()]
+    assert len(ranked) == 2 and {str(tiny_bert), str(other)} == {l.split()[-1] for l in ranked}
+    assert "advisory" in lines[0]
