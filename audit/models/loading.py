@@ -90,6 +90,7 @@ def set_threads() -> None:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()      # the "classifier.* MISSING" load report is expected before fine-tuning
 
 
 def load_tokenizer(path: Path):

@@ -21,6 +21,10 @@ ADVICE = {
              "data, and watch the prediction drift of the adapted model.",
     "transfer.gain_vs_no_transfer": "The adapted model is worse than a model without pre-training: ship the "
                                     "simpler control, or revisit the base model and recipe.",
+    "transfer.group_gain": "Transfer helps on average but this group does worse than under the no-transfer "
+                           "control: check its share of the fine-tuning data and its error cases before shipping.",
+    "transfer.forgetting": "The adapted encoder lost source-task ability: lower the learning rate, fine-tune fewer "
+                           "layers (lora, head) or mix source data into fine-tuning.",
     "transfer": "Fine-tuning did not clearly beat the frozen base with a probe: a cheaper probe may do.",
     "attribution.converged": "Integrated-gradients did not converge: raise attribution.max_steps before trusting "
                              "the explanations.",
