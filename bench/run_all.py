@@ -270,13 +270,19 @@ def main():
     start = time.perf_counter()
     section("setup: the demo's fine-tuned model (cached after the first run)")
     spec, dataset, adapted_path = prepare()
-    section("1. overhead over the forward-pass floor")
-    floor_s = floor(spec, dataset, adapted_path)
-    outcome, audit_s, timings = audit_given_model(adapted_path, OUT / "audit")
-    RESULTS["overhead"] = {"floor_s": floor_s, "audit_s": audit_s, "ratio": audit_s / floor_s,
+    section("1. overhead over the forward-pass floor (3 alternating pairs; the median ratio is reported)")
+    pairs = []
+    for i in range(3):
+        floor_s = floor(spec, dataset, adapted_path)
+        outcome, audit_s, timings = audit_given_model(adapted_path, OUT / f"audit{i}")
+        pairs.append((audit_s / floor_s, floor_s, audit_s, timings))
+        print(f"  pair {i + 1}: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {audit_s / floor_s:.2f}x", flush=True)
+    ratio, floor_s, audit_s, timings = sorted(pairs, key=lambda p: p[0])[1]
+    RESULTS["overhead"] = {"floor_s": floor_s, "audit_s": audit_s, "ratio": ratio,
+                           "ratios": [round(p[0], 3) for p in pairs],
                            "breakdown_s": {"models": timings.get("models_s"), "forward": timings.get("forward_s"),
                                            "baselines": timings.get("baselines_s"), **timings.get("checks_s", {})}}
-    print(f"  floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {audit_s / floor_s:.2f}x (target <= 1.3x)")
+    print(f"  median: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {ratio:.2f}x (target <= 1.3x)")
     print("  where the time goes: " + ", ".join(f"{k} {v:.1f} s" for k, v in RESULTS["overhead"]["breakdown_s"].items() if v))
     report = outcome.run_dir / "report.html"
     RESULTS["report_bytes"] = report.stat().st_size
