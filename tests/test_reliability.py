@@ -163,3 +163,18 @@ def test_old_torch_and_forced_pickle_env_are_refused(monkeypatch, tiny_bert):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(UnsafeArtifactError, match="TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
         check_model_dir(tiny_bert, False, "model.base")
+
+
+def test_symlink_in_a_model_folder_is_refused(tiny_bert, tmp_path, capsys):
+    import shutil
+
+    from audit.cli import main
+
+    folder = tmp_path / "linked"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "extra.json").symlink_to("/etc/passwd")
+    spec = adult_spec(str(tiny_bert), tmp_path / "runs", checks={"performance": {}})
+    spec["model"]["adapted"] = str(folder)
+    assert main(["run", str(write_spec(tmp_path, spec))]) == 3
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and "extra.json" in err and "Traceback" not in err
