@@ -29,6 +29,16 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     return float(lo), float(hi)
 
 
+def bootstrap_mean_ci(values, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = 0.95):
+    """Percentile CI of a mean by resampling the (finite) values; None when there are none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    idx = bootstrap_indices(v.size, n_boot, seed)
+    return percentile_ci(v[idx].mean(axis=1), level)
+
+
 def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
     if n <= 0:
         return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..results import CheckResult, Measurement, ModelRole, Status, skipped
-from ..stats import percentile_ci, wilson_ci
+from ..stats import bootstrap_mean_ci, wilson_ci
 
 NAME = "attribution"
 METRICS = ("attribution.converged_share", "attribution.sensitive_share", "attribution.shift_spearman",
@@ -114,14 +114,6 @@ def spearman_and_overlap(imp_a: dict, imp_b: dict, k: int = 10) -> tuple[float, 
     return rho, len(top_a & top_b) / max(1, min(k, len(top_a), len(top_b)))
 
 
-def _boot_mean(values: np.ndarray, n_boot: int, seed: int, level: float):
-    v = values[np.isfinite(values)]
-    if v.size == 0:
-        return None
-    idx = np.random.default_rng(seed).integers(0, v.size, size=(n_boot, v.size))
-    return percentile_ci(v[idx].mean(1), level)
-
-
 def run(evidence, config: AttributionConfig, stats) -> CheckResult:
     from ..attribution_engine import ProbeClassifier, attribute_many
     from ..models.baselines import probe_as_linear
@@ -167,7 +159,7 @@ def run(evidence, config: AttributionConfig, stats) -> CheckResult:
                                    {"reason": "no sampled text contains a sensitive term"}))
         else:
             out.append(Measurement(NAME, "attribution.sensitive_share", role, float(np.nanmean(share)),
-                                   _boot_mean(share, stats.n_boot, stats.seed, stats.ci_level), have, Status.MEASURED,
+                                   bootstrap_mean_ci(share, stats.n_boot, stats.seed, stats.ci_level), have, Status.MEASURED,
                                    None, {"terms_seen": sorted({wd for ex in s["words"] for wd, _ in ex if wd in sensitive})}))
     imp = {role: importance(summaries[role], config.min_freq) for role in summaries}
     rho, overlap = spearman_and_overlap(imp[A], imp[M1])
@@ -180,7 +172,7 @@ def run(evidence, config: AttributionConfig, stats) -> CheckResult:
     if both.any():
         diff = sa[both] - sb[both]
         out.append(Measurement(NAME, "attribution.sensitive_share_change", A, float(diff.mean()),
-                               _boot_mean(diff, stats.n_boot, stats.seed, stats.ci_level), int(both.sum()),
+                               bootstrap_mean_ci(diff, stats.n_boot, stats.seed, stats.ci_level), int(both.sum()),
                                Status.MEASURED, None, {"versus": M1, "reading": "share(adapted) - share(base_probe)"}))
     out += _quality(models, probe_module, runs, texts, max_len, config, stats, cost)
     tables["top_words"] = _top_table(summaries, imp, config.min_freq)
@@ -211,7 +203,7 @@ def _quality(models, probe_module, runs, texts, max_len, config, stats, cost) ->
         for metric in ("infidelity", "sensitivity_max"):
             vals = np.array([s[metric] for s in scores])
             out.append(Measurement(NAME, f"attribution.{metric}", role, float(vals.mean()),
-                                   _boot_mean(vals, stats.n_boot, stats.seed, stats.ci_level), k, Status.MEASURED,
+                                   bootstrap_mean_ci(vals, stats.n_boot, stats.seed, stats.ci_level), k, Status.MEASURED,
                                    None, {"normalized": metric == "infidelity",
                                           "perturbation": "Gaussian, 5% of the embedding std" if metric == "infidelity"
                                           else "uniform, radius 2% of the embedding std"}))

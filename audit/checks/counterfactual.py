@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from ..results import Measurement, ModelRole, Status
-from ..stats import percentile_ci, wilson_ci
+from ..stats import bootstrap_mean_ci, wilson_ci
 
 NAME = "bias"
 ROLES = (ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value)
@@ -114,7 +114,6 @@ def counterfactual_measurements(evidence, config, stats):
         n = len(rows)
         swapped = {role: p[offset:offset + n] for role, p in scored.items()}
         offset += n
-        idx = np.random.default_rng(stats.seed).integers(0, n, size=(stats.n_boot, n))
         for role in ROLES:
             before = evidence.probs[role][config.split][rows]
             after = swapped[role]
@@ -124,7 +123,7 @@ def counterfactual_measurements(evidence, config, stats):
             out.append(Measurement(NAME, "bias.counterfactual_flip_rate", role, float(flips.mean()),
                                    wilson_ci(int(flips.sum()), n, stats.ci_level), n, Status.MEASURED, grp))
             out.append(Measurement(NAME, "bias.counterfactual_prob_change", role, float(change.mean()),
-                                   percentile_ci(change[idx].mean(1), stats.ci_level), n, Status.MEASURED, grp,
+                                   bootstrap_mean_ci(change, stats.n_boot, stats.seed, stats.ci_level), n, Status.MEASURED, grp,
                                    {"measure": "mean |change in P(positive)|" if pos is not None else "mean total variation"}))
             if role == ModelRole.ADAPTED.value:
                 for j in np.argsort(-change, kind="stable")[:3]:
