@@ -47,7 +47,11 @@ def no_deserialisers(monkeypatch):
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_malformed_input(case, tiny_bert, tmp_path, capsys, no_deserialisers):
     folder = tmp_path / case["name"]
-    shutil.copytree(CORPUS / "cases" / case["name"], folder)
+    source = CORPUS / "cases" / case["name"]
+    if source.exists():
+        shutil.copytree(source, folder)
+    else:                       # a case with no input files (git keeps no empty folders)
+        folder.mkdir()
     for spec in folder.rglob("*.yaml"):
         spec.write_bytes(spec.read_bytes().replace(b"{TINY}", str(tiny_bert).encode()))
     args = [a.replace("{DIR}", str(folder)) for a in case["args"]]
