@@ -1,4 +1,4 @@
-"""The two jinja environments: HTML/XML with autoescape always on, Markdown with every value escaped."""
+"""The two jinja environments, both with autoescape on; the Markdown one also escapes Markdown syntax."""
 from __future__ import annotations
 
 import re
@@ -6,26 +6,29 @@ from functools import lru_cache
 from pathlib import Path
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "reports" / "templates"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
 
-class Raw(str):
-    """A string we built ourselves (YAML front matter from yaml.safe_dump): printed as is in Markdown."""
+def Raw(text: str):
+    """A string we built ourselves (YAML front matter from yaml.safe_dump): printed as is."""
+    from markupsafe import Markup
+
+    return Markup(text)
 
 
 def md_escape(value) -> str:
-    """Untrusted text in Markdown: no HTML, no links, no table breaks, one line."""
+    """The Markdown half of escaping untrusted text: no links, emphasis or table breaks, one line. The HTML
+    half (& < > quotes) is jinja's autoescape, applied after this."""
     text = str(value).replace("\r", " ").replace("\n", " ")
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _finalize_md(value):
+    from markupsafe import Markup
+
     if value is None:
         return ""
-    if isinstance(value, Raw):
-        return str(value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, (Markup, int, float)):
         return value
     return md_escape(value)
 
@@ -54,7 +57,7 @@ def _common(env):
 def html_env():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    # autoescape=True, not select_autoescape: the latter leaves *.html.j2 unescaped.
+    # autoescape=True for every template: choosing by file extension would leave *.html.j2 unescaped.
     return _common(Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                                undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True))
 
@@ -63,6 +66,6 @@ def html_env():
 def md_env():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=False, undefined=StrictUndefined,
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                       finalize=_finalize_md, trim_blocks=True, lstrip_blocks=True)
     return _common(env)
