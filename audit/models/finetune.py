@@ -85,7 +85,9 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        meta = {"base": str(base_path), "method": recipe.method.value, "epochs": recipe.epochs,
+        # No absolute paths here: this file is part of the model's content digest, which must not depend on
+        # where the base happens to be installed.
+        meta = {"cache_key": key, "method": recipe.method.value, "epochs": recipe.epochs,
                 "learning_rate": recipe.learning_rate, "batch_size": bs, "max_length": recipe.max_length,
                 "seed": seed, "train_rows": n, "steps": steps,
                 "final_loss": float(np.mean(losses[-20:])), "classes": list(classes)}
