@@ -109,7 +109,7 @@ class Evidence:
     models: object = None            # LoadedModels, for attribution only
     probe: object = None
     controls: dict = field(default_factory=dict)
-    _boot: dict = field(default_factory=dict)
+    _bootstraps: dict = field(default_factory=dict)   # split -> the one shared CellBootstrap
 
     def roles(self, split: str) -> list[str]:
         return [r for r in self.probs if split in self.probs[r]]
@@ -126,12 +126,12 @@ class Evidence:
         from .stats import CellBootstrap
 
         key = (split, n_boot)
-        if key not in self._boot:
+        if key not in self._bootstraps:
             frame = self.dataset.splits[split].frame
             keys = [self.y(split)] + [self.pred(r, split) for r in sorted(self.probs) if split in self.probs[r]]
             keys += [frame[c].astype(str).factorize(sort=True)[0] for c in self.dataset.sensitive if c in frame]
-            self._boot[key] = CellBootstrap(keys, n_boot, self.seed)
-        return self._boot[key]
+            self._bootstraps[key] = CellBootstrap(keys, n_boot, self.seed)
+        return self._bootstraps[key]
 
 
 def score_texts(evidence, texts, what: str) -> dict:
