@@ -83,18 +83,11 @@ def _cmd_render(args) -> int:
 
     from .render import render_all
 
-    path = Path(args.results)
-    if not path.is_file():
-        raise AuditError(f"{path}: no such results file.")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AuditError(f"{path}: not valid JSON ({e}).") from None
-    from .results import SCHEMA_VERSION
+    from .results import read_results
 
-    if not isinstance(results, dict) or results.get("schema_version") != SCHEMA_VERSION:
-        raise AuditError(f"{path}: schema_version must be {SCHEMA_VERSION!r}. "
-                         f"Got {results.get('schema_version') if isinstance(results, dict) else None!r} instead.")
+    path = Path(args.results)
+    results = read_results(path)
+    path = path / "results.json" if path.is_dir() else path
     out = Path(args.out) if args.out else path.parent
     out.mkdir(parents=True, exist_ok=True)
     manifest = path.parent / "manifest.json"

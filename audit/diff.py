@@ -1,24 +1,9 @@
 """Which rules changed verdict between two audits (a model lineage: base -> v1 -> v2)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .errors import InputError
-
-
-def _load(path: Path) -> dict:
-    if path.is_dir():
-        path = path / "results.json"
-    if not path.is_file():
-        raise InputError(f"{path}: no such results file.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e}).") from None
-    if not isinstance(data, dict) or "gate" not in data:
-        raise InputError(f"{path}: not a transfer-audit results.json (no 'gate').")
-    return data
+from .results import read_results
 
 
 def _key(rule: dict) -> tuple:
@@ -27,7 +12,7 @@ def _key(rule: dict) -> tuple:
 
 
 def diff_results(old: Path, new: Path) -> list[str]:
-    a, b = _load(old), _load(new)
+    a, b = read_results(old), read_results(new)
     ra = {_key(r): r for r in a["gate"]["rules"]}
     rb = {_key(r): r for r in b["gate"]["rules"]}
     lines = [f"verdict: {a['gate']['verdict']} -> {b['gate']['verdict']}"]

@@ -91,3 +91,26 @@ def skipped(check: str, reason: str) -> CheckResult:
 
 def as_dict(obj) -> dict:
     return clean(asdict(obj))
+
+
+def read_results(path) -> dict:
+    """A results.json (or a run folder holding one), checked for this schema version; InputError otherwise."""
+    import json
+    from pathlib import Path
+
+    from .errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise InputError(f"{path}: no such results file.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e}).") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION or "gate" not in data:
+        raise InputError(f"{path}: not a transfer-audit results.json: schema_version must be {SCHEMA_VERSION!r} "
+                         f"and a 'gate' must be present. Got schema_version {version!r} instead.")
+    return data

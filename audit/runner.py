@@ -80,7 +80,7 @@ def prepare_models(spec: AuditSpec, dataset, cache_root: Path, timings: dict):
         info["adapted"] = {"ref": spec.model.adapted, "source": "given"}
     else:
         train = dataset.splits["train"]
-        key = finetune_key(base_path, train.digest, dataset.classes, spec.model.finetune, spec.seed)
+        key = finetune_key(info["base"]["sha256"], train.digest, dataset.classes, spec.model.finetune, spec.seed)
         adapted_path = cached_finetune(cache_root, key)
         if adapted_path is not None:
             say(f"fine-tuned model found in cache: {adapted_path}")

@@ -7,10 +7,8 @@ from .spec import parse_spec
 
 
 def score_base(ref: str, dataset, max_length: int, seed: int, folds: int = 5) -> dict:
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-
     from .evidence import forward_split
-    from .models.baselines import linear_probe
+    from .models.baselines import probe_cv_accuracy
     from .models.loading import load_encoder, load_tokenizer, resolve_base, set_threads
     from .transfer_stats import logme
 
@@ -19,8 +17,7 @@ def score_base(ref: str, dataset, max_length: int, seed: int, folds: int = 5) ->
     train = dataset.splits["train"]
     emb = forward_split(load_encoder(path, field=ref), load_tokenizer(path), train.texts, max_length, False,
                         what=f"transferability: {ref}")["pooled"]
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    acc = cross_val_score(linear_probe(seed), emb, train.y, cv=cv)
+    acc = probe_cv_accuracy(emb, train.y, folds, seed)
     return {"ref": ref, "logme": logme(emb, train.y), "probe_accuracy": float(acc.mean()),
             "probe_sd": float(acc.std(ddof=1)), "dims": int(emb.shape[1])}
 

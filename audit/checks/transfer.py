@@ -92,9 +92,7 @@ def group_gains(evidence, config, stats) -> list[Measurement]:
 
 def transferability(evidence, config, stats) -> list[Measurement]:
     """Advisory: how well the frozen base features suit the labels, with a no-pretraining control."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-
-    from ..models.baselines import linear_probe
+    from ..models.baselines import probe_cv_accuracy
 
     train = evidence.dataset.splits["train"]
     rows = np.arange(min(len(train), config.logme_rows))
@@ -107,8 +105,7 @@ def transferability(evidence, config, stats) -> list[Measurement]:
     control = tfidf_projection(texts, texts, emb.shape[1], stats.seed)
     out.append(Measurement(NAME, "transfer.logme", M0, logme(control, y), None, n, Status.MEASURED, None,
                            {"features": f"TF-IDF, random projection to {emb.shape[1]} dims", "advisory": True}))
-    folds = StratifiedKFold(config.cv_folds, shuffle=True, random_state=stats.seed)
-    scores = cross_val_score(linear_probe(stats.seed), emb, y, cv=folds)
+    scores = probe_cv_accuracy(emb, y, config.cv_folds, stats.seed)
     se = scores.std(ddof=1) / np.sqrt(len(scores))
     out.append(Measurement(NAME, "transfer.linear_probe_cv_accuracy", ModelRole.BASE.value, float(scores.mean()),
                            (float(scores.mean() - 1.96 * se), float(scores.mean() + 1.96 * se)), n, Status.MEASURED,

@@ -20,6 +20,14 @@ def linear_probe(seed: int = 0):
                                                               random_state=seed))
 
 
+def probe_cv_accuracy(emb: np.ndarray, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Per-fold accuracy of the linear probe, stratified and seeded (transferability before fine-tuning)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return cross_val_score(linear_probe(seed), emb, y, cv=cv)
+
+
 def probe_as_linear(probe) -> tuple[np.ndarray, np.ndarray]:
     """The probe folded into one linear map on raw embeddings (W, b), so torch can reuse it (attribution)."""
     scaler, lr = probe[0], probe[-1]

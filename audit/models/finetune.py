@@ -9,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import digest_of, sha256_tree
+from ..io import digest_of
 from ..progress import Progress, say
 from ..spec import FinetuneMethod, FinetuneSpec
 
 DONE_MARKER = "transfer_audit_finetune.json"
 
 
-def finetune_key(base_path: Path, train_digest: str, classes, recipe: FinetuneSpec, seed: int) -> str:
-    return digest_of("finetune-v1", sha256_tree(base_path), train_digest, list(classes),
+def finetune_key(base_digest: str, train_digest: str, classes, recipe: FinetuneSpec, seed: int) -> str:
+    """Content key of a fine-tune: base weights (their tree digest), training rows, recipe, seed."""
+    return digest_of("finetune-v1", base_digest, train_digest, list(classes),
                      {k: getattr(recipe, k).value if hasattr(getattr(recipe, k), "value") else getattr(recipe, k)
                       for k in recipe.__dataclass_fields__}, seed)
 
