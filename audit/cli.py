@@ -8,9 +8,10 @@ import sys
 import traceback
 from pathlib import Path
 
+from . import __version__
 from .errors import AuditError, ExitCode
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "adult-income" / "audit.yaml"
+DEMO = "adult-income"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         "Exit codes: 0 pass, 1 policy failed, 2 input or usage error, 3 unsafe artifact refused, "
         "4 inconclusive, 5 internal error, 130 interrupted."))
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"transfer-audit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     r = sub.add_parser("run", help="run an audit from a spec (exit code = verdict)")
     r.add_argument("spec")
@@ -28,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle weights (loaded with weights_only=True; the verdict is marked unsafe)")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    d = sub.add_parser("demo", help="run the embedded default audit (UCI Adult, MiniLM)")
-    d.add_argument("--out", help="output folder")
+    d = sub.add_parser("demo", help="run a shipped example audit (default: UCI Adult on MiniLM); writes to ./runs")
+    d.add_argument("example", nargs="?", default=DEMO, help=f"which example (default: {DEMO})")
+    d.add_argument("--out", default="runs", help="output folder (default: ./runs)")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     rd = sub.add_parser("render", help="rebuild every report from a results.json, without models or data")
     rd.add_argument("results")
@@ -76,6 +79,18 @@ def _cmd_run(args, spec) -> int:
                         allow_pickle=getattr(args, "allow_pickle", False))
     _print_verdict(outcome)
     return outcome.exit_code
+
+
+def _example(name: str) -> Path:
+    from .packaged import example_spec, packaged
+
+    spec = example_spec(name)
+    if not spec.is_file():
+        from .errors import did_you_mean
+
+        known = sorted(p.name for p in packaged("transfer_audit.examples").iterdir() if (p / "audit.yaml").is_file())
+        raise AuditError(f"demo: no example named {name!r}{did_you_mean(name, known)}. Examples: {', '.join(known)}.")
+    return spec
 
 
 def _cmd_render(args) -> int:
@@ -164,7 +179,7 @@ def main(argv=None) -> int:
         if args.command == "run":
             return _cmd_run(args, args.spec)
         if args.command == "demo":
-            return _cmd_run(args, EXAMPLE)
+            return _cmd_run(args, _example(args.example))
         if args.command == "render":
             return _cmd_render(args)
         if args.command == "checks":

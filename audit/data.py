@@ -44,7 +44,7 @@ class Dataset:
 
 def read_table(src: SplitSource, spec_file: str, seed: int):
     """The rows of one split, sampled deterministically (same seed + source => same rows)."""
-    from .builtins import SPLITS, load_builtin
+    from .builtin_data import SPLITS, load_builtin
 
     field = f"data.{src.name}"
     if src.builtin is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_bytes, digest_of
+from .fileio import atomic_write_bytes, digest_of
 from .progress import Progress
 from .results import ModelRole
 

@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from .io import atomic_write_json, sha256_file, sha256_tree
+from .fileio import atomic_write_json, sha256_file, sha256_tree
 from .results import SCHEMA_VERSION, clean
 
 LIBRARIES = ("transfer-audit", "torch", "transformers", "peft", "scikit-learn", "numpy", "pandas", "scipy",
@@ -22,7 +22,9 @@ def tool_version() -> str:
     try:
         return metadata.version("transfer-audit")
     except metadata.PackageNotFoundError:
-        return "0.1.0"
+        from . import __version__
+
+        return __version__
 
 
 def library_versions() -> dict:

@@ -203,7 +203,7 @@ def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> 
 
 
 def load_policy(path: str | Path) -> Policy:
-    from .io import sha256_file
+    from .fileio import sha256_file
 
     path = Path(path)
     raw = load_yaml_file(path, "policy")

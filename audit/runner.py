@@ -12,13 +12,13 @@ import numpy as np
 from .checks import CHECKS, StatsConfig
 from .data import load_dataset
 from .gate import gate
-from .io import sha256_tree
+from .fileio import sha256_tree
+from .packaged import default_policy
 from .policy import Policy, load_policy
 from .progress import say
 from .results import CheckResult, ModelRole, Status
 from .spec import AuditSpec, parse_spec
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 
 
 @dataclass
@@ -37,7 +37,7 @@ def stats_config(policy: Policy, seed: int) -> StatsConfig:
 def new_run_dir(output: Path, name: str) -> Path:
     """A unique folder per run, so concurrent runs into one output folder never share files."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    from .io import confined
+    from .fileio import confined
 
     run_dir = confined(output, output / f"{name}-{stamp}-{secrets.token_hex(3)}", "name")
     run_dir.mkdir(parents=True, exist_ok=False)
@@ -179,7 +179,7 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
         from dataclasses import replace
 
         spec = replace(spec, model=replace(spec.model, allow_pickle=True))
-    policy_file = Path(policy_path) if policy_path else (spec.policy or DEFAULT_POLICY)
+    policy_file = Path(policy_path) if policy_path else (spec.policy or default_policy())
     policy = load_policy(policy_file)
     output = Path(out).resolve() if out else spec.output
     cache_root = output / ".cache"

@@ -42,9 +42,9 @@ def section(title):
 
 def prepare():
     """The demo's fine-tuned model (reused from the cache when present) and the dataset."""
-    from audit.data import load_dataset
-    from audit.runner import prepare_models
-    from audit.spec import parse_spec
+    from transfer_audit.data import load_dataset
+    from transfer_audit.runner import prepare_models
+    from transfer_audit.spec import parse_spec
 
     spec = parse_spec(SPEC)
     dataset = load_dataset(spec.data, spec.seed, str(spec.source_file))
@@ -53,8 +53,8 @@ def prepare():
 
 
 def floor(spec, dataset, adapted_path):
-    from audit.evidence import forward_split
-    from audit.models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base, set_threads
+    from transfer_audit.evidence import forward_split
+    from transfer_audit.models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base, set_threads
 
     set_threads()
     t = time.perf_counter()
@@ -71,7 +71,7 @@ def floor(spec, dataset, adapted_path):
 
 
 def audit_given_model(adapted_path, out: Path):
-    from audit.runner import run_audit
+    from transfer_audit.runner import run_audit
 
     raw = yaml.safe_load(SPEC.read_text())
     raw["model"]["adapted"] = str(adapted_path)
@@ -95,7 +95,7 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-    from audit.models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base
+    from transfer_audit.models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base
 
     n = spec.model.finetune.max_length
     base_path = resolve_base(spec.model.base)
@@ -170,9 +170,9 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
     import torch
     from captum.attr import LayerIntegratedGradients
 
-    from audit.attribution_engine import attribute_many, baseline_ids, embedding_layer, logits_fn
-    from audit.checks.attribution import AttributionConfig, stratified_sample
-    from audit.models.loading import load_classifier, load_tokenizer, resolve_base
+    from transfer_audit.attribution_engine import attribute_many, baseline_ids, embedding_layer, logits_fn
+    from transfer_audit.checks.attribution import AttributionConfig, stratified_sample
+    from transfer_audit.models.loading import load_classifier, load_tokenizer, resolve_base
 
     base_path = resolve_base(spec.model.base)
     tok = load_tokenizer(base_path)
@@ -211,8 +211,8 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
 def inference(spec, dataset):
     import torch
 
-    from audit.evidence import forward_split
-    from audit.models.loading import load_encoder, load_tokenizer, resolve_base
+    from transfer_audit.evidence import forward_split
+    from transfer_audit.models.loading import load_encoder, load_tokenizer, resolve_base
 
     base_path = resolve_base(spec.model.base)
     tok, model = load_tokenizer(base_path), load_encoder(base_path)

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
-from audit.checks import bias, drift, performance  # noqa: E402
-from audit.checks.base import StatsConfig  # noqa: E402
-from audit.data import Dataset, Split  # noqa: E402
-from audit.evidence import Evidence  # noqa: E402
+from transfer_audit.checks import bias, drift, performance  # noqa: E402
+from transfer_audit.checks.base import StatsConfig  # noqa: E402
+from transfer_audit.data import Dataset, Split  # noqa: E402
+from transfer_audit.evidence import Evidence  # noqa: E402
 
 
 def evidence(n: int) -> Evidence:

@@ -87,7 +87,7 @@ def write_spec(folder: Path, spec: dict, name: str = "audit.yaml") -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_bert, tmp_path_factory):
     """One full audit on the tiny BERT, shared by the tests that only read its outputs."""
-    from audit.runner import run_audit
+    from transfer_audit.runner import run_audit
 
     folder = tmp_path_factory.mktemp("tiny-run")
     spec = write_spec(folder, adult_spec(str(tiny_bert), folder / "runs"))
@@ -99,8 +99,8 @@ def make_evidence(frame, y, preds: dict, classes=("neg", "pos"), sensitive=("gro
     """Evidence built from arrays (no model): preds maps role -> predicted class index per row."""
     import numpy as np
 
-    from audit.data import Dataset, Split
-    from audit.evidence import Evidence
+    from transfer_audit.data import Dataset, Split
+    from transfer_audit.evidence import Evidence
 
     y = np.asarray(y, dtype=np.int64)
     k = len(classes)

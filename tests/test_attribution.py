@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audit.attribution_engine import attribute_many, attribute_one
-from audit.checks.attribution import AttributionConfig, importance, spearman_and_overlap, stratified_sample, summarise
+from transfer_audit.attribution_engine import attribute_many, attribute_one
+from transfer_audit.checks.attribution import AttributionConfig, importance, spearman_and_overlap, stratified_sample, summarise
 
 WORDS = "the a film story actor scene plot music ending dialogue camera light night city road house".split()
 
@@ -13,9 +13,9 @@ WORDS = "the a film story actor scene plot music ending dialogue camera light ni
 @pytest.fixture(scope="module")
 def sentinel_model(tiny_bert, tmp_path_factory):
     """A tiny BERT fine-tuned on texts where the made-up token 'zqx' alone decides the label."""
-    from audit.models.finetune import finetune
-    from audit.models.loading import load_classifier, load_tokenizer
-    from audit.spec import FinetuneMethod, FinetuneSpec
+    from transfer_audit.models.finetune import finetune
+    from transfer_audit.models.loading import load_classifier, load_tokenizer
+    from transfer_audit.spec import FinetuneMethod, FinetuneSpec
 
     rng = np.random.default_rng(0)
     texts, labels = [], []
@@ -34,7 +34,7 @@ def sentinel_model(tiny_bert, tmp_path_factory):
 
 
 def test_completeness_holds_within_the_delta(tiny_bert):
-    from audit.models.loading import load_tokenizer
+    from transfer_audit.models.loading import load_tokenizer
     from transformers import AutoModelForSequenceClassification
 
     tok = load_tokenizer(tiny_bert)

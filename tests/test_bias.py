@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.checks import bias
-from audit.checks.base import StatsConfig
-from audit.results import Status
+from transfer_audit.checks import bias
+from transfer_audit.checks.base import StatsConfig
+from transfer_audit.results import Status
 
 from conftest import make_evidence
 
@@ -75,8 +75,8 @@ def test_bootstrap_interval_close_to_fairlearn_bootstrap():
 
 
 def test_small_group_is_insufficient_data_and_never_passes():
-    from audit.gate import gate
-    from audit.policy import parse_policy_data
+    from transfer_audit.gate import gate
+    from transfer_audit.policy import parse_policy_data
 
     frame, y, pred = _adult_like(300)
     frame.loc[:4, "race"] = "Tiny"          # 5 rows

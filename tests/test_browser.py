@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.render import render_all
+from transfer_audit.render import render_all
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

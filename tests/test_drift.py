@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audit.checks import drift
-from audit.checks.base import StatsConfig
-from audit.drift_stats import mmd_permutation_test, psi
+from transfer_audit.checks import drift
+from transfer_audit.checks.base import StatsConfig
+from transfer_audit.drift_stats import mmd_permutation_test, psi
 
 from conftest import make_evidence
 
@@ -17,7 +17,7 @@ CONFIG = drift.DriftConfig(permutations=500, evidently_embeddings=False)
 
 @pytest.fixture(scope="module")
 def adult():
-    from audit.builtins import load_builtin
+    from transfer_audit.builtin_data import load_builtin
 
     return load_builtin("adult", "train")
 
@@ -43,7 +43,7 @@ def _evidence(adult, reference, current, seed):
     y = (both.income == ">50K").astype(int).to_numpy()
     ev = make_evidence(both, y, {}, sensitive=("sex",), features=FEATURES, texts=[
         f"{r.age} year old {r.sex}, {r.occupation}" for r in both.itertuples()])
-    from audit.data import Split
+    from transfer_audit.data import Split
 
     n_ref = len(reference)
     for name, part, rows in (("reference", reference, slice(0, n_ref)), ("current", current, slice(n_ref, None))):

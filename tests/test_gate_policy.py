@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.errors import MSG_UNKNOWN_KEY, InputError
-from audit.gate import gate
-from audit.policy import parse_policy_data
-from audit.results import Measurement, Status
+from transfer_audit.errors import MSG_UNKNOWN_KEY, InputError
+from transfer_audit.gate import gate
+from transfer_audit.policy import parse_policy_data
+from transfer_audit.results import Measurement, Status
 
 
 def _m(value, ci=None, metric="bias.demographic_parity_difference", model="adapted", **kw):
@@ -105,7 +105,7 @@ def test_unknown_key_uses_the_named_template():
 def test_shipped_policies_lint(capsys):
     from pathlib import Path
 
-    from audit.cli import main
+    from transfer_audit.cli import main
 
     for path in sorted((Path(__file__).resolve().parent.parent / "policies").glob("*.yaml")):
         assert main(["policy", "lint", str(path)]) == 0, path

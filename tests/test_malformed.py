@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.cli import main
+from transfer_audit.cli import main
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "malformed"
 CASES = json.loads((CORPUS / "cases.json").read_text())

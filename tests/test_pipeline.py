@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from audit.outputs import verify_run
-from audit.results import SCHEMA_VERSION
+from transfer_audit.outputs import verify_run
+from transfer_audit.results import SCHEMA_VERSION
 
 from conftest import adult_spec, write_spec
 
@@ -51,7 +51,7 @@ def test_tampering_is_detected(tiny_run, tmp_path):
 
 
 def test_render_rebuilds_the_same_artifacts(tiny_run, tmp_path):
-    from audit.cli import main
+    from transfer_audit.cli import main
 
     assert main(["render", str(tiny_run.run_dir / "results.json"), "--out", str(tmp_path)]) == 0
     for name in ("report.html", "model_card.md", "junit.xml", "summary.md", "compliance.md"):
@@ -59,7 +59,7 @@ def test_render_rebuilds_the_same_artifacts(tiny_run, tmp_path):
 
 
 def test_second_run_reuses_finetune_and_is_byte_identical(tiny_bert, tmp_path, capsys):
-    from audit.runner import run_audit
+    from transfer_audit.runner import run_audit
 
     spec = write_spec(tmp_path, adult_spec(str(tiny_bert), tmp_path / "runs",
                                            checks={"performance": {}, "bias": {"counterfactual": False}}))
@@ -75,7 +75,7 @@ def test_second_run_reuses_finetune_and_is_byte_identical(tiny_bert, tmp_path, c
 
 def test_results_are_byte_identical_when_recomputed(tiny_bert, tmp_path):
     """No cache shared: fine-tuning, inference and every check run twice from scratch."""
-    from audit.runner import run_audit
+    from transfer_audit.runner import run_audit
 
     checks = {"performance": {}, "bias": {"counterfactual_samples": 10}, "transfer": {"cv_folds": 3}}
     a = run_audit(write_spec(tmp_path / "a", adult_spec(str(tiny_bert), tmp_path / "a" / "runs", checks=checks)))
@@ -87,7 +87,7 @@ def test_results_are_byte_identical_when_recomputed(tiny_bert, tmp_path):
 def test_lora_adapter_folder_and_forgetting_with_a_source_set(tiny_bert, tmp_path):
     """LoRA fine-tune, then audit the saved PEFT adapter folder as a given adapted model; a source-task set
     (Rotten Tomatoes) gives a forgetting estimate."""
-    from audit.runner import run_audit
+    from transfer_audit.runner import run_audit
 
     checks = {"performance": {}, "transfer": {"cv_folds": 3}}
     spec = adult_spec(str(tiny_bert), tmp_path / "runs", checks=checks)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.outputs import verify_run
+from transfer_audit.outputs import verify_run
 
 from conftest import adult_spec, write_spec
 
@@ -26,7 +26,7 @@ def _spec(folder: Path, tiny: Path, out: Path) -> Path:
 
 def _start(spec: Path, *extra) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "audit", "run", str(spec), *extra], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "transfer_audit", "run", str(spec), *extra], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -50,7 +50,7 @@ def _assert_nothing_half_written(out: Path) -> None:
 
 
 def test_kill_at_random_points_then_resume_identically(tiny_bert, tmp_path):
-    reference = subprocess.run([sys.executable, "-m", "audit", "run",
+    reference = subprocess.run([sys.executable, "-m", "transfer_audit", "run",
                                 str(_spec(tmp_path / "ref", tiny_bert, tmp_path / "ref" / "runs"))],
                                cwd=ROOT, capture_output=True, text=True)
     assert reference.returncode in (0, 1, 4), reference.stderr[-2000:]
@@ -67,7 +67,7 @@ def test_kill_at_random_points_then_resume_identically(tiny_bert, tmp_path):
             kills += 1
         proc.communicate()
         _assert_nothing_half_written(tmp_path / "k" / "runs")
-    final = subprocess.run([sys.executable, "-m", "audit", "run", str(spec)], cwd=ROOT, capture_output=True, text=True)
+    final = subprocess.run([sys.executable, "-m", "transfer_audit", "run", str(spec)], cwd=ROOT, capture_output=True, text=True)
     assert final.returncode in (0, 1, 4), final.stderr[-2000:]
     complete = [r for r in _run_folders(tmp_path / "k" / "runs") if (r / "manifest.json").exists()]
     assert complete and all((r / "results.json").read_bytes() == expected for r in complete)
@@ -103,14 +103,14 @@ def test_two_runs_into_one_output_folder(tiny_bert, tmp_path):
 def test_verify_detects_changed_policy_data_and_model(tiny_bert, tmp_path):
     import shutil
 
-    from audit.runner import run_audit
+    from transfer_audit.runner import run_audit
 
     model = tmp_path / "model"
     shutil.copytree(tiny_bert, model)
     policy = tmp_path / "policy.yaml"
     shutil.copy(ROOT / "policies" / "default.yaml", policy)
     data = tmp_path / "cur.csv"
-    from audit.builtins import load_builtin
+    from transfer_audit.builtin_data import load_builtin
 
     load_builtin("adult", "test").head(200).to_csv(data, index=False)
     spec = adult_spec(str(model), tmp_path / "runs", checks={"performance": {}}, policy=str(policy))
@@ -129,7 +129,7 @@ def test_allow_pickle_loads_weights_only_and_marks_the_verdict(tiny_bert, tmp_pa
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from audit.cli import main
+    from transfer_audit.cli import main
 
     folder = tmp_path / "pickled"
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
@@ -153,9 +153,9 @@ def test_allow_pickle_loads_weights_only_and_marks_the_verdict(tiny_bert, tmp_pa
 def test_old_torch_and_forced_pickle_env_are_refused(monkeypatch, tiny_bert):
     import torch
 
-    from audit.errors import UnsafeArtifactError
-    from audit.models.loading import require_safe_torch
-    from audit.models.safety import check_model_dir
+    from transfer_audit.errors import UnsafeArtifactError
+    from transfer_audit.models.loading import require_safe_torch
+    from transfer_audit.models.safety import check_model_dir
 
     monkeypatch.setattr(torch, "__version__", "2.5.1")
     with pytest.raises(UnsafeArtifactError, match="CVE-2025-32434"):
@@ -168,7 +168,7 @@ def test_old_torch_and_forced_pickle_env_are_refused(monkeypatch, tiny_bert):
 def test_symlink_in_a_model_folder_is_refused(tiny_bert, tmp_path, capsys):
     import shutil
 
-    from audit.cli import main
+    from transfer_audit.cli import main
 
     folder = tmp_path / "linked"
     shutil.copytree(tiny_bert, folder)

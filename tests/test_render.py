@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.render import ARTIFACTS, render_all, render_one
+from transfer_audit.render import ARTIFACTS, render_all, render_one
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -98,7 +98,7 @@ def test_model_card_front_matter_is_hugging_face_shaped():
 
 
 def test_step_summary_is_appended_and_annotations_capped(tmp_path, monkeypatch):
-    from audit.render.writer import github_annotations
+    from transfer_audit.render.writer import github_annotations
 
     summary = tmp_path / "summary.txt"
     summary.write_text("earlier step\n")
@@ -127,7 +127,7 @@ def test_compliance_map_can_be_overridden(tmp_path, monkeypatch):
 
 
 def test_diff_names_changed_rules(tmp_path):
-    from audit.diff import diff_results
+    from transfer_audit.diff import diff_results
 
     lines = diff_results(FIXTURES / "pass.json", FIXTURES / "fail.json")
     assert lines[0] == "verdict: WARN -> FAIL"

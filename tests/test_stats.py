@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit import stats
+from transfer_audit import stats
 
 
 def test_wilson_matches_statsmodels():
@@ -61,7 +61,7 @@ def test_resampled_counts_equal_a_loop():
 def test_macro_f1_matches_sklearn():
     from sklearn.metrics import f1_score
 
-    from audit.checks.performance import macro_f1
+    from transfer_audit.checks.performance import macro_f1
 
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 3, 200), rng.integers(0, 3, 200)

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.checks import transfer
-from audit.checks.base import StatsConfig
-from audit.transfer_stats import linear_cka, logme
+from transfer_audit.checks import transfer
+from transfer_audit.checks.base import StatsConfig
+from transfer_audit.transfer_stats import linear_cka, logme
 
 from conftest import make_evidence
 
@@ -91,9 +91,9 @@ def test_paired_gain_and_mcnemar_match_direct_computation():
 
 
 def test_degraded_adapted_model_is_flagged_as_negative_transfer():
-    from audit.gate import gate
-    from audit.policy import load_policy
-    from audit.results import Status
+    from transfer_audit.gate import gate
+    from transfer_audit.policy import load_policy
+    from transfer_audit.results import Status
 
     ev, _ = _evidence(0.65, 0.85)
     stats = StatsConfig(n_boot=500)
@@ -115,7 +115,7 @@ def test_forgetting_is_skipped_without_a_source_set():
 
 
 def test_transferability_command_ranks_candidates(tiny_bert, tmp_path):
-    from audit.transferability import rank_candidates
+    from transfer_audit.transferability import rank_candidates
 
     from conftest import adult_spec, make_tiny_bert, write_spec
 

@@ -45,7 +45,7 @@ SEX_PAIRS["her"] = "his"
 
 def _axes(evidence, split, rng) -> dict:
     """{axis: (row indices, swapped texts)} for every axis that occurs in the texts."""
-    from ..builtins import identity_lexicon
+    from ..builtin_data import identity_lexicon
 
     texts = split.texts
     axes = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import digest_of
+from ..fileio import digest_of
 from ..progress import Progress, say
 from ..spec import FinetuneMethod, FinetuneSpec
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .environment import TEMPLATES
-
-DEFAULT_MAP = TEMPLATES.parent / "compliance_map.yaml"
+from ..packaged import compliance_map
 
 
 def load_map() -> list[dict]:
     from ..yamlio import load_yaml_file
 
-    path = Path(os.environ.get("TRANSFER_AUDIT_COMPLIANCE_MAP") or DEFAULT_MAP)
+    path = Path(os.environ.get("TRANSFER_AUDIT_COMPLIANCE_MAP") or compliance_map())
     data = load_yaml_file(path, "compliance map")
     return data.get("sections", [])
 

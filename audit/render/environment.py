@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "reports" / "templates"
+from ..packaged import templates_dir
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
 
@@ -58,7 +58,7 @@ def html_env():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     # autoescape=True for every template: choosing by file extension would leave *.html.j2 unescaped.
-    return _common(Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
+    return _common(Environment(loader=FileSystemLoader(str(templates_dir())), autoescape=True,
                                undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True))
 
 
@@ -66,6 +66,6 @@ def html_env():
 def md_env():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+    env = Environment(loader=FileSystemLoader(str(templates_dir())), autoescape=True, undefined=StrictUndefined,
                       finalize=_finalize_md, trim_blocks=True, lstrip_blocks=True)
     return _common(env)

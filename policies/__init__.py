@@ -1,0 +1,1 @@
+"""Shipped policies, installed as transfer_audit.policies (field reference: README.md)."""
