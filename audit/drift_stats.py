@@ -1,11 +1,7 @@
-"""Drift statistics as plain functions: MMD² permutation test, PSI, text descriptors."""
+"""Drift statistics as plain functions: MMD² permutation test, PSI."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
-
-WORD = re.compile(r"[A-Za-z0-9']+")
 
 
 def mmd_permutation_test(x: np.ndarray, y: np.ndarray, n_perm: int = 1000, seed: int = 0,
@@ -56,20 +52,3 @@ def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10, eps: float = 1e-4) -> 
     r = np.histogram(ref, edges)[0] / len(ref) + eps
     c = np.histogram(cur, edges)[0] / len(cur) + eps
     return float(np.sum((c - r) * np.log(c / r)))
-
-
-def text_descriptors(texts, vocabulary: set[str]):
-    """Length, out-of-vocabulary share (words unseen in the train split) and non-ASCII share per text."""
-    import pandas as pd
-
-    rows = []
-    for t in texts:
-        words = [w.lower() for w in WORD.findall(t)]
-        rows.append({"text_length": len(t), "text_words": len(words),
-                     "text_oov_share": (sum(w not in vocabulary for w in words) / len(words)) if words else 0.0,
-                     "text_non_ascii_share": (sum(ord(ch) > 127 for ch in t) / len(t)) if t else 0.0})
-    return pd.DataFrame(rows)
-
-
-def vocabulary(texts) -> set[str]:
-    return {w.lower() for t in texts for w in WORD.findall(t)}

@@ -1,8 +1,8 @@
 """Errors that end a run with a documented exit code and a one-paragraph message.
 
 Every message names the file, the field (dotted path) and the offending value, in one sentence shape:
-"<file>: <field> <problem>. Got <value> instead." Message templates are named constants so tests can
-check them by identity rather than by fragile substrings.
+"<file>: <field> <problem>. Got <value> instead." Message templates are named constants with a code, so
+tests check which template a failure used (its code) rather than fragile substrings.
 """
 from __future__ import annotations
 
@@ -21,22 +21,37 @@ class ExitCode(IntEnum):
     TERMINATED = 143
 
 
-# Message templates (named so tests assert on the template used, not on wording).
-MSG_UNKNOWN_KEY = "{where}: unknown key {key!r}{hint}. Allowed keys: {allowed}."
-MSG_MISSING_KEY = "{where}: required key {key!r} is missing."
-MSG_WRONG_TYPE = "{where}: {field} must be {expected}. Got {value!r} instead."
-MSG_BAD_VALUE = "{where}: {field} must be {expected}. Got {value!r} instead."
-MSG_MISSING_FILE = "{where}: {field} points to {value!r}, which does not exist."
-MSG_BAD_FILE = "{where}: {field}: cannot read {value!r}: {reason}."
-MSG_UNSAFE_PICKLE = (
+class Message:
+    """A named message template. Tests compare codes (`e.code == MSG_WRONG_TYPE.code`), never wording."""
+
+    def __init__(self, code: str, template: str):
+        self.code, self.template = code, template
+
+    def format(self, **fields) -> str:
+        return self.template.format(**fields)
+
+    def __repr__(self) -> str:
+        return f"Message({self.code!r})"
+
+
+# Input problems: "<where>: <field> <problem>. Got <value> instead." where a value is involved.
+MSG_UNKNOWN_KEY = Message("unknown_key", "{where}: unknown key {key!r}{hint}. Allowed keys: {allowed}.")
+MSG_MISSING_KEY = Message("missing_key", "{where}: required key {key!r} is missing.")
+MSG_WRONG_TYPE = Message("wrong_type", "{where}: {field} must be {expected}. Got {value!r} instead.")
+MSG_BAD_VALUE = Message("bad_value", "{where}: {field} must be {expected}. Got {value!r} instead.")
+MSG_MISSING_FILE = Message("missing_file", "{where}: {field} points to {value!r}, which does not exist.")
+MSG_BAD_FILE = Message("bad_file", "{where}: {field}: cannot read {value!r}: {reason}.")
+MSG_MISSING_COLUMN = Message("missing_column", "{where}: {field} names column {value!r}, which {source} does not "
+                                               "have. Columns: {columns}.")
+MSG_UNKNOWN_METRIC = Message("unknown_metric", "{where}: {field} is {value!r}, which no check measures{hint}. "
+                                               "Run `transfer-audit checks` for the list.")
+MSG_UNSAFE_PICKLE = Message("unsafe_pickle", (
     "{where}: {value!r} is a pickle file (detected by its content). Pickle can run arbitrary code when "
     "loaded, so it is refused. Convert it to safetensors (e.g. model.save_pretrained(dir, "
-    "safe_serialization=True)) or pass --allow-pickle to load it with torch.load(weights_only=True)."
-)
-MSG_UNSAFE_CODE = (
+    "safe_serialization=True)) or pass --allow-pickle to load it with torch.load(weights_only=True)."))
+MSG_UNSAFE_CODE = Message("unsafe_code", (
     "{where}: {value!r} contains custom model code ({reason}). transfer-audit never runs "
-    "trust_remote_code; use a model folder with only config, tokenizer and safetensors files."
-)
+    "trust_remote_code; use a model folder with only config, tokenizer and safetensors files."))
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -50,17 +65,22 @@ class AuditError(Exception):
 
     exit_code = ExitCode.INPUT_ERROR
 
-    def __init__(self, message: str, template: str | None = None):
+    def __init__(self, message: str, template: Message | None = None):
         super().__init__(message)
         self.message = message
         self.template = template
+
+    @property
+    def code(self) -> str | None:
+        """The message's code when it came from a named template (see Message)."""
+        return self.template.code if self.template is not None else None
 
 
 class InputError(AuditError):
     exit_code = ExitCode.INPUT_ERROR
 
     @classmethod
-    def make(cls, template: str, **fields) -> "InputError":
+    def make(cls, template: Message, **fields) -> "InputError":
         return cls(template.format(**fields), template)
 
 
@@ -68,7 +88,7 @@ class UnsafeArtifactError(AuditError):
     exit_code = ExitCode.UNSAFE_ARTIFACT
 
     @classmethod
-    def make(cls, template: str, **fields) -> "UnsafeArtifactError":
+    def make(cls, template: Message, **fields) -> "UnsafeArtifactError":
         return cls(template.format(**fields), template)
 
 

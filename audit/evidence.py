@@ -1,8 +1,9 @@
 """Evidence: every model output the checks need, computed once per (model, split) and cached by content.
 
-The encoder forward pass is the cost floor of an audit. It runs once per model and split with length
-bucketing (rows sorted by token count, padded per batch) under torch.inference_mode, and its outputs
-(logits, mean-pooled embeddings, per-layer pooled states on a sample) are stored as .npz (no pickle).
+The forward pass is the cost floor of an audit. It runs once per model and split through the modality
+(tasks/), and its outputs (logits, pooled embeddings, per-layer pooled states on a sample) are stored as .npz
+(no pickle) under a key of the model's digest, the rows' digest and the modality's settings. Evidence itself
+is plain data: nothing in it calls a model.
 """
 from __future__ import annotations
 
@@ -14,102 +15,24 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_write_bytes, digest_of
-from .progress import Progress
 from .results import ModelRole
 
 EVIDENCE_VERSION = "evidence-v1"
 LAYER_SAMPLE = 256          # rows of the reference split whose per-layer states are kept (CKA)
-INFER_BATCH = 64
 
 
-def _mean_pool(hidden, mask):
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-
-def forward_split(model, tokenizer, texts, max_length: int, classifier: bool, layer_rows: int = 0,
-                  batch_size: int = INFER_BATCH, what: str = "inference") -> dict:
-    """One bucketed forward pass: {'pooled': (n,d), 'logits': (n,K)?, 'layers': (L,k,d)?}."""
-    import torch
-
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-    ids = enc["input_ids"]
-    n = len(ids)
-    order = np.argsort([len(r) for r in ids], kind="stable")
-    pad = tokenizer.pad_token_id or 0
-    pooled, logits, layers = [None] * n, [None] * n, {}
-    bar = Progress(what, n, "rows")
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            rows = order[start:start + batch_size]
-            width = max(len(ids[i]) for i in rows)
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, i in enumerate(rows):
-                input_ids[j, : len(ids[i])] = torch.as_tensor(ids[i])
-                mask[j, : len(ids[i])] = 1
-            out = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
-            hidden = out.hidden_states
-            last = _mean_pool(hidden[-1], mask).float().numpy()
-            want_layers = [j for j, i in enumerate(rows) if i < layer_rows]
-            if want_layers:
-                per_layer = torch.stack([_mean_pool(h, mask) for h in hidden]).float().numpy()
-                for j in want_layers:
-                    layers[int(rows[j])] = per_layer[:, j]
-            for j, i in enumerate(rows):
-                pooled[i] = last[j]
-                if classifier:
-                    logits[i] = out.logits[j].float().numpy()
-            bar.update(len(rows))
-    bar.close()
-    result = {"pooled": np.stack(pooled).astype(np.float32)}
-    if classifier:
-        result["logits"] = np.stack(logits).astype(np.float32)
-    if layers:
-        result["layers"] = np.stack([layers[i] for i in sorted(layers)], axis=1).astype(np.float32)
-    return result
-
-
-def cached_forward(cache_dir: Path, model_digest: str, split, model, tokenizer, max_length: int,
-                   classifier: bool, layer_rows: int, what: str, stats: dict) -> dict:
-    key = digest_of(EVIDENCE_VERSION, model_digest, split.digest, max_length, classifier, layer_rows)
-    path = cache_dir / f"{key}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                stats["cache_hits"] = stats.get("cache_hits", 0) + 1
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
-    t = time.perf_counter()
-    out = forward_split(model, tokenizer, split.texts, max_length, classifier, layer_rows, what=what)
-    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": round(time.perf_counter() - t, 3)})
-    buf = io.BytesIO()
-    np.savez(buf, **out)
-    atomic_write_bytes(path, buf.getvalue())
-    return out
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Evidence:
-    """What the checks read. probs[role][split] are (n, K) class probabilities; nothing here calls a model."""
+    """What the checks read. probs[role][split] are (n, K) class probabilities."""
 
     dataset: object
     probs: dict
     embeddings: dict                 # {"base"|"adapted": {split: (n, d)}}
     layers: dict                     # {"base"|"adapted": (L, k, d) on the reference sample}
-    seed: int
+    seed: int                        # the statistics seed (the policy's), for the shared bootstrap
+    modality: object = None          # how inputs are read (descriptors, control features); never runs a model
     info: dict = field(default_factory=dict)
-    models: object = None            # LoadedModels, for attribution only
-    probe: object = None
-    controls: dict = field(default_factory=dict)
-    _bootstraps: dict = field(default_factory=dict)   # split -> the one shared CellBootstrap
+    _bootstraps: dict = field(default_factory=dict, repr=False, compare=False)   # memo: (split, n_boot) -> draw
 
     def roles(self, split: str) -> list[str]:
         return [r for r in self.probs if split in self.probs[r]]
@@ -134,40 +57,71 @@ class Evidence:
         return self._bootstraps[key]
 
 
-def score_texts(evidence, texts, what: str) -> dict:
-    """Class probabilities of new texts (counterfactuals) for the adapted model and the base probe."""
-    m = evidence.models
-    max_len = evidence.info["max_length"]
-    adapted = forward_split(m.adapted, m.tokenizer, texts, max_len, True, what=f"{what}: adapted model")
-    base = forward_split(m.base, m.tokenizer, texts, max_len, False, what=f"{what}: base model")
-    evidence.info.setdefault("extra_forward_rows", 0)
-    evidence.info["extra_forward_rows"] += 2 * len(texts)
-    return {ModelRole.ADAPTED.value: softmax(adapted["logits"]),
-            ModelRole.BASE_PROBE.value: evidence.probe.predict_proba(base["pooled"])}
+def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split, layer_rows: int, what: str,
+                   stats: dict) -> dict:
+    """modality.forward on one split, or its stored result when the same model has seen the same rows."""
+    modality = models.modality
+    classifier = which == "adapted"
+    key = digest_of(EVIDENCE_VERSION, model_digest, split.digest, *modality.cache_key(), classifier, layer_rows)
+    path = cache_dir / f"{key}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                stats["cache_hits"] = stats.get("cache_hits", 0) + 1
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
+    t = time.perf_counter()
+    out = modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
+    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": round(time.perf_counter() - t, 3)})
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    atomic_write_bytes(path, buf.getvalue())
+    return out
 
 
-def build_control_probs(dataset, seed: int, splits) -> tuple[dict, dict, dict]:
-    """M0: TF-IDF + LR on the text, and trees on the raw columns when `features` are given.
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
-    The stronger one on the reference split (held out from train, not the audited current split) becomes
-    `no_transfer`, the control that defines negative transfer.
-    """
-    from .models.baselines import TabularControl, fit_text_control, full_proba
 
-    train = dataset.splits["train"]
-    k = dataset.n_classes
-    probs, models = {}, {}
-    text_model = fit_text_control(train.texts, train.y, seed)
-    models[ModelRole.NO_TRANSFER_TEXT.value] = text_model
-    probs[ModelRole.NO_TRANSFER_TEXT.value] = {s: full_proba(text_model, list(dataset.splits[s].texts), k)
-                                               for s in splits}
-    if dataset.features:
-        tab = TabularControl(dataset.features, seed).fit(train.frame, train.y)
-        models[ModelRole.NO_TRANSFER_TABULAR.value] = tab
-        probs[ModelRole.NO_TRANSFER_TABULAR.value] = {s: full_proba(tab, dataset.splits[s].frame, k)
-                                                      for s in splits}
-    ref_y = dataset.splits["reference"].y
-    scores = {role: float(np.mean(p["reference"].argmax(1) == ref_y)) for role, p in probs.items()}
-    chosen = max(sorted(scores), key=lambda r: scores[r])
-    probs[ModelRole.NO_TRANSFER.value] = probs[chosen]
-    return probs, models, {"chosen": chosen, "reference_accuracy": scores}
+def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: int, stats_seed: int,
+                   timings: dict):
+    """One forward pass per model and split, then the base probe (M1) and the controls (M0).
+    Returns the Evidence and the models with the fitted probe attached (for the checks that need models)."""
+    from .controls import build_controls
+    from .models.baselines import fit_probe
+
+    t = time.perf_counter()
+    evidence_dir = cache_root / "evidence"
+    stats: dict = {}
+    splits = [s for s in ("train", "reference", "current", "source_eval") if s in dataset.splits]
+    eval_splits = [s for s in ("reference", "current") if s in dataset.splits]
+    emb, layers, logits = {"base": {}, "adapted": {}}, {}, {}
+    for which, names in (("base", splits), ("adapted", [s for s in splits if s != "train"])):
+        for split in names:
+            rows = LAYER_SAMPLE if split == "reference" else 0
+            out = cached_forward(evidence_dir, model_info[which]["sha256"], models, which, dataset.splits[split],
+                                 rows, f"{which} model on {split}", stats)
+            emb[which][split] = out["pooled"]
+            if which == "adapted":
+                logits[split] = out["logits"]
+            if "layers" in out:
+                layers[which] = out["layers"]
+    timings["forward_s"] = round(time.perf_counter() - t, 2)
+    timings["forward"] = stats.get("forward", [])
+    t = time.perf_counter()
+    probe = fit_probe(emb["base"]["train"], dataset.splits["train"].y, seed)
+    probs = {ModelRole.ADAPTED.value: {s: softmax(logits[s]) for s in eval_splits},
+             ModelRole.BASE_PROBE.value: {s: probe.predict_proba(emb["base"][s]) for s in eval_splits}}
+    control_probs, control_info = build_controls(dataset, models.modality, seed, eval_splits)
+    probs.update(control_probs)
+    timings["baselines_s"] = round(time.perf_counter() - t, 2)
+    forward_rows = {f"base/{s}": len(dataset.splits[s]) for s in splits}
+    forward_rows.update({f"adapted/{s}": len(dataset.splits[s]) for s in splits if s != "train"})
+    info = {"controls": control_info, "forward_rows": forward_rows, "cache_hits": stats.get("cache_hits", 0),
+            "max_length": getattr(models.modality, "max_length", None)}
+    evidence = Evidence(dataset=dataset, probs=probs, embeddings=emb, layers=layers, seed=stats_seed,
+                        modality=models.modality, info=info)
+    return evidence, models.with_probe(probe)

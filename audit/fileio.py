@@ -18,10 +18,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_tree(folder: str | os.PathLike) -> str:
     """One digest over a folder: sorted relative paths and file digests; .git and caches ignored."""
     folder = Path(folder)

@@ -37,9 +37,15 @@ def library_versions() -> dict:
     return out
 
 
-def assemble_results(spec, policy, dataset, evidence, model_info, check_results, decision) -> dict:
-    from .runner import label_counts
+def label_counts(split, classes) -> dict:
+    import numpy as np
 
+    counts = np.bincount(split.y, minlength=len(classes))
+    return {c: int(n) for c, n in zip(classes, counts)}
+
+
+def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_results, decision) -> dict:
+    """results.json, the single source every renderer reads (assembled here and nowhere else)."""
     data = {}
     for name, split in dataset.splits.items():
         classes = split.frame.attrs.get("classes", dataset.classes) if name == "source_eval" else dataset.classes
@@ -62,12 +68,11 @@ def assemble_results(spec, policy, dataset, evidence, model_info, check_results,
         "policy": {"name": policy.name, "sha256": policy.sha256, "source": Path(policy.source).name if policy.source else None,
                    "defaults": {k: getattr(policy.defaults, k) for k in policy.defaults.__dataclass_fields__}},
         "evidence": {"forward_rows": evidence.info.get("forward_rows", {}), "max_length": evidence.info.get("max_length"),
-                     "counterfactual_forward_rows": evidence.info.get("extra_forward_rows", 0),
-                     "unsafe_input_accepted": bool(getattr(evidence.models, "pickle_accepted", False))},
+                     "counterfactual_forward_rows": sum(r.cost.get("forward_rows", 0) for r in check_results),
+                     "unsafe_input_accepted": loaded.pickle_accepted},
         "checks": [r.to_dict() for r in check_results],
         "measurements": [m.to_dict() for r in check_results for m in r.measurements],
-        "gate": dict(decision.to_dict(),
-                     unsafe_input_accepted=bool(getattr(evidence.models, "pickle_accepted", False))),
+        "gate": dict(decision.to_dict(), unsafe_input_accepted=loaded.pickle_accepted),
     })
 
 

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from .errors import MSG_BAD_VALUE, InputError, did_you_mean
+from .errors import MSG_BAD_VALUE, MSG_UNKNOWN_METRIC, InputError, did_you_mean
+from .options import option, option_names, parse_into
 from .results import ModelRole
+from .stats import StatsConfig
 from .validate import Section
 from .yamlio import load_yaml_file
 
@@ -98,16 +100,20 @@ class Waiver:
 
 
 @dataclass(frozen=True)
-class Defaults:
-    ci_level: float = 0.95
-    n_boot: int = 2000
-    seed: int = 0
-    min_group_n: int = 30
-    min_pos: int = 10
-    min_neg: int = 10
-    on_insufficient: OnInsufficient = OnInsufficient.INCONCLUSIVE
-    allow_inconclusive: bool = False
-    inconclusive_in_junit: str = "error"    # error | skipped
+class Defaults(StatsConfig):
+    """The policy's `defaults` block: the statistics settings (StatsConfig) plus how the gate treats gaps."""
+
+    on_insufficient: OnInsufficient = option(
+        OnInsufficient.INCONCLUSIVE, "`inconclusive`: a rule touching a too-small group is INCONCLUSIVE; "
+        "`ignore`: skip it")
+    allow_inconclusive: bool = option(False, "when false, an INCONCLUSIVE blocking rule makes the run INCONCLUSIVE "
+                                             "(exit 4)")
+    inconclusive_in_junit: str = option("error", "how INCONCLUSIVE rules appear in junit.xml",
+                                        choices=("error", "skipped"))
+
+    @property
+    def stats(self) -> StatsConfig:
+        return StatsConfig(**{name: getattr(self, name) for name in option_names(StatsConfig)})
 
 
 @dataclass(frozen=True)
@@ -143,16 +149,7 @@ def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> 
     top = Section(raw, file, "", {"name", "version", "description", "defaults", "rules", "waivers"}, {"rules"})
     if top.data.get("version", 1) != 1:
         raise top.fail("version", "1 (the only policy format version)")
-    d = top.child("defaults", {f for f in Defaults.__dataclass_fields__})
-    defaults = Defaults(
-        ci_level=d.float("ci_level", 0.95, lo=0.5, hi=0.999), n_boot=d.int("n_boot", 2000, lo=100, hi=100000),
-        seed=d.int("seed", 0, lo=0), min_group_n=d.int("min_group_n", 30, lo=1),
-        min_pos=d.int("min_pos", 10, lo=0), min_neg=d.int("min_neg", 10, lo=0),
-        on_insufficient=OnInsufficient(d.str("on_insufficient", "inconclusive",
-                                             choices={x.value for x in OnInsufficient})),
-        allow_inconclusive=bool(d.bool("allow_inconclusive", False)),
-        inconclusive_in_junit=d.str("inconclusive_in_junit", "error", choices={"error", "skipped"}),
-    )
+    defaults = parse_into(top.child("defaults", option_names(Defaults)), Defaults)
     raw_rules = top.data["rules"]
     if not isinstance(raw_rules, list):
         raise top.fail("rules", "a list of rules")
@@ -165,8 +162,8 @@ def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> 
         seen.add(rid)
         metric = s.str("metric")
         if metric not in metrics:
-            raise InputError(f"{file}: rules[{i}].metric is {metric!r}, which no check measures"
-                             f"{did_you_mean(metric, metrics)}. Run `transfer-audit checks` for the list.")
+            raise InputError.make(MSG_UNKNOWN_METRIC, where=file, field=f"rules[{i}].metric", value=metric,
+                                  hint=did_you_mean(metric, metrics))
         if ("min" in s.data) == ("max" in s.data):
             raise s.fail("max", "exactly one of 'min' or 'max'", {k: s.data.get(k) for k in ("min", "max")})
         key = "min" if "min" in s.data else "max"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 
 SCHEMA_VERSION = "1.0"
@@ -71,14 +71,16 @@ class Measurement:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What one check returns: flat measurements plus small tables the report can draw."""
+    """Everything one check produced: flat measurements, small tables the report can draw, notes, and what it
+    cost beyond Evidence (`forward_rows` of new model inputs, `seconds` per model role). The cost goes to the
+    manifest and the evidence summary, not into the check's own results.json entry."""
 
     check: str
     status: Status
     measurements: tuple[Measurement, ...] = ()
     tables: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    seconds: float = 0.0
+    cost: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return clean({"check": self.check, "status": self.status, "notes": list(self.notes),
@@ -87,10 +89,6 @@ class CheckResult:
 
 def skipped(check: str, reason: str) -> CheckResult:
     return CheckResult(check=check, status=Status.SKIPPED, notes=(reason,))
-
-
-def as_dict(obj) -> dict:
-    return clean(asdict(obj))
 
 
 def read_results(path) -> dict:

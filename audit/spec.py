@@ -7,6 +7,7 @@ from enum import Enum
 from pathlib import Path
 
 from .errors import MSG_BAD_VALUE, MSG_MISSING_FILE, InputError
+from .options import option, option_names, parse_into
 from .validate import Section
 from .yamlio import load_yaml_file
 
@@ -65,13 +66,15 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    method: FinetuneMethod = FinetuneMethod.FULL
-    epochs: int = 1
-    learning_rate: float = 5e-5
-    batch_size: int = 32
-    max_length: int = 128
-    lora_r: int = 8
-    lora_alpha: int = 16
+    """model.finetune: the recipe used when model.adapted is null."""
+
+    method: FinetuneMethod = option(FinetuneMethod.FULL, "which weights train: all, LoRA adapters, or the head only")
+    epochs: int = option(1, "passes over the train split", lo=1, hi=100)
+    learning_rate: float = option(5e-5, "AdamW learning rate", lo=1e-8, hi=1.0)
+    batch_size: int = option(32, "rows per optimisation step", lo=1, hi=4096)
+    max_length: int = option(128, "tokens per text at most (fine-tuning and inference)", lo=8, hi=512)
+    lora_r: int = option(8, "LoRA rank", lo=1, hi=256)
+    lora_alpha: int = option(16, "LoRA scaling alpha", lo=1, hi=1024)
 
 
 @dataclass(frozen=True)
@@ -180,14 +183,7 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
                          "column; name it.")
 
     m = top.child("model", {"base", "adapted", "finetune", "allow_pickle"}, {"base"})
-    f = m.child("finetune", {"method", "epochs", "learning_rate", "batch_size", "max_length", "lora_r",
-                             "lora_alpha"})
-    finetune = FinetuneSpec(
-        method=FinetuneMethod(f.str("method", "full", choices={x.value for x in FinetuneMethod})),
-        epochs=f.int("epochs", 1, lo=1, hi=100), learning_rate=f.float("learning_rate", 5e-5, lo=1e-8, hi=1.0),
-        batch_size=f.int("batch_size", 32, lo=1, hi=4096), max_length=f.int("max_length", 128, lo=8, hi=512),
-        lora_r=f.int("lora_r", 8, lo=1, hi=256), lora_alpha=f.int("lora_alpha", 16, lo=1, hi=1024),
-    )
+    finetune = parse_into(m.child("finetune", option_names(FinetuneSpec)), FinetuneSpec)
     model = ModelSpec(base=_model_ref(m, "base", base_dir), adapted=_model_ref(m, "adapted", base_dir),
                       finetune=finetune, allow_pickle=bool(m.bool("allow_pickle", False)))
 

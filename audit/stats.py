@@ -6,11 +6,28 @@ metric and model role, so differences between roles are computed on the same res
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from .options import option
+
 DEFAULT_N_BOOT = 2000
 Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """The statistics settings every check runs under: the policy's `defaults` block (policy.Defaults)."""
+
+    ci_level: float = option(0.95, "confidence level of every interval", lo=0.5, hi=0.999)
+    n_boot: int = option(2000, "bootstrap resamples (paired: one draw per split, shared by every metric and model)",
+                         lo=100, hi=100000)
+    seed: int = option(0, "seed of the statistics (bootstrap, permutations, samples); the spec's seed drives data "
+                          "sampling and training", lo=0)
+    min_group_n: int = option(30, "a group with fewer rows is INSUFFICIENT_DATA and gets no number", lo=1)
+    min_pos: int = option(10, "positives a group needs for its TPR", lo=0)
+    min_neg: int = option(10, "negatives a group needs for its FPR", lo=0)
 
 
 def bootstrap_indices(n: int, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> np.ndarray:

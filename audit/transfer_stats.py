@@ -45,14 +45,3 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     cross = np.linalg.norm(y.T @ x, "fro") ** 2
     denom = np.linalg.norm(x.T @ x, "fro") * np.linalg.norm(y.T @ y, "fro")
     return float(cross / denom) if denom > 0 else float("nan")
-
-
-def tfidf_projection(texts_fit, texts, dim: int, seed: int) -> np.ndarray:
-    """TF-IDF features squeezed to a fixed size with a seeded Gaussian random projection (LogME control)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.random_projection import GaussianRandomProjection
-
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(list(texts_fit))
-    x = vec.transform(list(texts))
-    proj = GaussianRandomProjection(n_components=dim, random_state=seed).fit(x)
-    return np.asarray(proj.transform(x))

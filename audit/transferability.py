@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from .data import load_dataset
 from .spec import parse_spec
+from .tasks import modality_for
 
 
 def score_base(ref: str, dataset, max_length: int, seed: int, folds: int = 5) -> dict:
-    from .evidence import forward_split
     from .models.baselines import probe_cv_accuracy
     from .models.loading import load_encoder, load_tokenizer, resolve_base, set_threads
+    from .tasks.text_inference import forward_split
     from .transfer_stats import logme
 
     set_threads()
     path = resolve_base(ref, "--candidate")
     train = dataset.splits["train"]
-    emb = forward_split(load_encoder(path, field=ref), load_tokenizer(path), train.texts, max_length, False,
+    emb = forward_split(load_encoder(path, field=ref), load_tokenizer(path), train.inputs, max_length, False,
                         what=f"transferability: {ref}")["pooled"]
     acc = probe_cv_accuracy(emb, train.y, folds, seed)
     return {"ref": ref, "logme": logme(emb, train.y), "probe_accuracy": float(acc.mean()),
@@ -24,7 +25,7 @@ def score_base(ref: str, dataset, max_length: int, seed: int, folds: int = 5) ->
 
 def rank_candidates(spec_path, candidates) -> list[str]:
     spec = parse_spec(spec_path)
-    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file))
+    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality_for(spec))
     refs = [spec.model.base, *candidates]
     rows = sorted((score_base(r, dataset, spec.model.finetune.max_length, spec.seed) for r in refs),
                   key=lambda r: -r["logme"])

@@ -43,17 +43,18 @@ def section(title):
 def prepare():
     """The demo's fine-tuned model (reused from the cache when present) and the dataset."""
     from transfer_audit.data import load_dataset
-    from transfer_audit.runner import prepare_models
     from transfer_audit.spec import parse_spec
+    from transfer_audit.tasks import modality_for
 
     spec = parse_spec(SPEC)
-    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file))
-    _, info = prepare_models(spec, dataset, ROOT / "runs" / ".cache", {})
+    modality = modality_for(spec)
+    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality)
+    _, info = modality.prepare_models(spec, dataset, ROOT / "runs" / ".cache", {})
     return spec, dataset, Path(info["adapted"]["path"])
 
 
 def floor(spec, dataset, adapted_path):
-    from transfer_audit.evidence import forward_split
+    from transfer_audit.tasks.text_inference import forward_split
     from transfer_audit.models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base, set_threads
 
     set_threads()
@@ -64,9 +65,9 @@ def floor(spec, dataset, adapted_path):
     adapted, _, _ = load_classifier(adapted_path, base_path, dataset.n_classes)
     n = spec.model.finetune.max_length
     for s in ("train", "reference", "current"):
-        forward_split(base, tok, dataset.splits[s].texts, n, False, what=f"floor base {s}")
+        forward_split(base, tok, dataset.splits[s].inputs, n, False, what=f"floor base {s}")
     for s in ("reference", "current"):
-        forward_split(adapted, tok, dataset.splits[s].texts, n, True, what=f"floor adapted {s}")
+        forward_split(adapted, tok, dataset.splits[s].inputs, n, True, what=f"floor adapted {s}")
     return time.perf_counter() - t
 
 
@@ -119,9 +120,9 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
     cur, train, ref = (dataset.splits[s] for s in ("current", "train", "reference"))
     t = time.perf_counter()                                  # performance: fresh predictions + a bootstrap loop
     tok, base, adapted = models()
-    p_ad = embed(adapted, tok, cur.texts, logits=True)
-    probe = LogisticRegression(max_iter=2000).fit(embed(base, tok, train.texts), train.y)
-    p_pr = probe.predict_proba(embed(base, tok, cur.texts))
+    p_ad = embed(adapted, tok, cur.inputs, logits=True)
+    probe = LogisticRegression(max_iter=2000).fit(embed(base, tok, train.inputs), train.y)
+    p_pr = probe.predict_proba(embed(base, tok, cur.inputs))
     rng = np.random.default_rng(0)
     for p in (p_ad, p_pr):
         pred = p.argmax(1)
@@ -131,8 +132,8 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
     times["performance"] = time.perf_counter() - t
     t = time.perf_counter()                                  # bias: fresh predictions, MetricFrame bootstrap
     tok, base, adapted = models()
-    preds = {"adapted": embed(adapted, tok, cur.texts, logits=True).argmax(1),
-             "base_probe": probe.predict(embed(base, tok, cur.texts))}
+    preds = {"adapted": embed(adapted, tok, cur.inputs, logits=True).argmax(1),
+             "base_probe": probe.predict(embed(base, tok, cur.inputs))}
     for pred in preds.values():
         for feature in dataset.sensitive:
             MetricFrame(metrics={"sel": selection_rate, "acc": accuracy_score}, y_true=cur.y, y_pred=pred,
@@ -149,7 +150,7 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
 
     tok, base, adapted = models()
     rows = 500
-    e_ref, e_cur = embed(base, tok, ref.texts[:rows]), embed(base, tok, cur.texts[:rows])
+    e_ref, e_cur = embed(base, tok, ref.inputs[:rows]), embed(base, tok, cur.inputs[:rows])
     cols = [f"e{i}" for i in range(e_ref.shape[1])]
     dd = DataDefinition(numerical_columns=cols)
     Report([DataDriftPreset()]).run(Dataset.from_pandas(pd.DataFrame(e_cur, columns=cols), data_definition=dd),
@@ -158,8 +159,8 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
     times["drift_rows"] = rows
     t = time.perf_counter()                                  # transfer: fresh predictions of each model again
     tok, base, adapted = models()
-    embed(adapted, tok, cur.texts, logits=True)
-    embed(base, tok, cur.texts)
+    embed(adapted, tok, cur.inputs, logits=True)
+    embed(base, tok, cur.inputs)
     times["transfer"] = time.perf_counter() - t
     times["total"] = sum(v for k, v in times.items() if k in ("performance", "bias", "drift", "transfer"))
     return times
@@ -170,7 +171,7 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
     import torch
     from captum.attr import LayerIntegratedGradients
 
-    from transfer_audit.attribution_engine import attribute_many, baseline_ids, embedding_layer, logits_fn
+    from transfer_audit.tasks.text_attribution import attribute_many, baseline_ids, embedding_layer, logits_fn
     from transfer_audit.checks.attribution import AttributionConfig, stratified_sample
     from transfer_audit.models.loading import load_classifier, load_tokenizer, resolve_base
 
@@ -179,7 +180,7 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
     model = load_classifier(adapted_path, base_path, dataset.n_classes)[0]
     cur = dataset.splits["current"]
     rows = stratified_sample(cur.y, n_examples, 0)
-    texts = [cur.texts[i] for i in rows]
+    texts = [cur.inputs[i] for i in rows]
     n = spec.model.finetune.max_length
     (ours, _), t_ours = timed(attribute_many, model, tok, texts, [None] * len(texts), n, AttributionConfig().schedule(),
                          0.05, "bench: ours")
@@ -211,12 +212,12 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
 def inference(spec, dataset):
     import torch
 
-    from transfer_audit.evidence import forward_split
+    from transfer_audit.tasks.text_inference import forward_split
     from transfer_audit.models.loading import load_encoder, load_tokenizer, resolve_base
 
     base_path = resolve_base(spec.model.base)
     tok, model = load_tokenizer(base_path), load_encoder(base_path)
-    texts = dataset.splits["current"].texts
+    texts = dataset.splits["current"].inputs
     n = spec.model.finetune.max_length
     out = {}
 

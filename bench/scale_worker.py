@@ -27,7 +27,7 @@ def evidence(n: int) -> Evidence:
         probs[role] = {s: np.c_[1 - p, p] for s in ("reference", "current")}
     split = Split("current", (), y, frame, "synthetic", "synthetic")
     ds = Dataset(("neg", "pos"), 1, {"reference": split, "current": split, "train": split}, ("sex", "race"), ())
-    return Evidence(dataset=ds, probs=probs, embeddings={}, layers={}, seed=0, info={})
+    return Evidence(dataset=ds, probs=probs, embeddings={}, layers={}, seed=0)
 
 
 def peak_rss_mb() -> float:

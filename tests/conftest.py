@@ -101,6 +101,7 @@ def make_evidence(frame, y, preds: dict, classes=("neg", "pos"), sensitive=("gro
 
     from transfer_audit.data import Dataset, Split
     from transfer_audit.evidence import Evidence
+    from transfer_audit.tasks.text import TextModality
 
     y = np.asarray(y, dtype=np.int64)
     k = len(classes)
@@ -116,4 +117,4 @@ def make_evidence(frame, y, preds: dict, classes=("neg", "pos"), sensitive=("gro
         onehot = np.eye(k)[p] * 0.8 + 0.2 / k
         probs[role] = {s: onehot for s in ("reference", "current")}
     return Evidence(dataset=ds, probs=probs, embeddings=embeddings or {}, layers={}, seed=seed,
-                    info={"controls": {"chosen": "no_transfer"}})
+                    modality=TextModality(), info={"controls": {"chosen": "no_transfer"}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer_audit.attribution_engine import attribute_many, attribute_one
+from transfer_audit.tasks.text_attribution import attribute_many, attribute_one, words_of
 from transfer_audit.checks.attribution import AttributionConfig, importance, spearman_and_overlap, stratified_sample, summarise
 
 WORDS = "the a film story actor scene plot music ending dialogue camera light night city road house".split()
@@ -50,7 +50,7 @@ def test_sentinel_token_tops_the_ranking_and_counts_as_sensitive(sentinel_model)
     with_token = [t for t, y in zip(texts, labels) if y == 1][:8]
     preds = [1] * len(with_token)
     attrs, _ = attribute_many(model, tok, with_token, preds, 32, AttributionConfig().schedule(), 0.05, "test")
-    summary = summarise(attrs, set(tok.all_special_tokens), {"zqx"})
+    summary = summarise([words_of(a.units, a.scores, a.skip) for a in attrs], {"zqx"})
     imp = importance(summary, min_freq=3)
     assert max(imp, key=imp.get) == "zqx"
     assert np.nanmean(summary["sensitive_share"]) > 0.3
@@ -60,7 +60,7 @@ def test_shift_is_one_for_the_same_model(sentinel_model):
     model, tok, texts, _ = sentinel_model
     sample = texts[:10]
     runs = [attribute_many(model, tok, sample, [None] * 10, 32, (25, 50, 100), 0.05, "test")[0] for _ in range(2)]
-    imps = [importance(summarise(r, set(tok.all_special_tokens), set()), 2) for r in runs]
+    imps = [importance(summarise([words_of(a.units, a.scores, a.skip) for a in r], set()), 2) for r in runs]
     rho, overlap = spearman_and_overlap(*imps)
     assert rho == pytest.approx(1.0) and overlap == 1.0
 

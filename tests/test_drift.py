@@ -47,12 +47,12 @@ def _evidence(adult, reference, current, seed):
 
     n_ref = len(reference)
     for name, part, rows in (("reference", reference, slice(0, n_ref)), ("current", current, slice(n_ref, None))):
-        ev.dataset.splits[name] = Split(name, ev.dataset.splits["current"].texts[rows], y[rows],
+        ev.dataset.splits[name] = Split(name, ev.dataset.splits["current"].inputs[rows], y[rows],
                                         part.reset_index(drop=True), name, "test")
     ev.dataset.splits["train"] = Split("train", tuple(f"{r.age} year old {r.sex}, {r.occupation}" for r in
                                                       train.itertuples()), y[:0], train, "train", "test")
     emb = {s: _encode(ev.dataset.splits[s].frame, columns) for s in ("reference", "current")}
-    ev.embeddings = {"base": emb}
+    ev.embeddings["base"] = emb
     for role in ("adapted", "base_probe"):
         ev.probs[role] = {s: np.c_[1 - clf.predict_proba(emb[s])[:, 1], clf.predict_proba(emb[s])[:, 1]]
                           for s in ("reference", "current")}

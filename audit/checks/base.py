@@ -1,34 +1,29 @@
-"""What every check shares: its registry entry, the statistics settings, and small helpers."""
+"""What every check shares: its registry entry and the statistics settings it runs under."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+from ..options import option_names, parse_into
+from ..stats import StatsConfig
 
-@dataclass(frozen=True)
-class StatsConfig:
-    """Statistics settings from the policy's defaults; one object instead of options repeated per check."""
-
-    n_boot: int = 2000
-    ci_level: float = 0.95
-    seed: int = 0
-    min_group_n: int = 30
-    min_pos: int = 10
-    min_neg: int = 10
+__all__ = ["CheckDef", "StatsConfig"]
 
 
 @dataclass(frozen=True)
 class CheckDef:
-    """A registry entry: how to read the check's options and how to run it."""
+    """A registry entry. Options come from the `config` dataclass (each declared once, with its constraint)."""
 
     name: str
     description: str
     metrics: tuple[str, ...]
-    option_names: frozenset
-    parse_config: Callable
-    run: Callable                  # (evidence, config, stats) -> CheckResult
-    needs_models: bool = False     # attribution alone gets the models themselves
+    config: type                   # frozen dataclass of options, fields declared with options.option()
+    run: Callable                  # (evidence, config, stats) -> CheckResult; (..., models) when needs_models
+    needs_models: bool = False     # bias (counterfactual swaps) and attribution call the models themselves
 
+    @property
+    def option_names(self) -> frozenset[str]:
+        return option_names(self.config)
 
-def no_options(section):
-    return {}
+    def parse_config(self, section):
+        return parse_into(section, self.config)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import option
 from ..results import MAIN_ROLES, CheckResult, Measurement, ModelRole, Status
 from ..stats import holm, percentile_ci, wilson_ci
+from .common import group_codes
 
 NAME = "bias"
 DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
@@ -26,22 +28,14 @@ NEEDS_LABELS = {"equalized_odds_difference", "equal_opportunity_difference"}
 GROUP_METRICS = ("selection_rate", "accuracy", "tpr", "fpr")
 METRICS = tuple(f"bias.{d}" for d in DISPARITIES) + tuple(f"bias.group_{g}" for g in GROUP_METRICS) + (
     "bias.inherited", "bias.introduced", "bias.counterfactual_flip_rate", "bias.counterfactual_prob_change")
-OPTIONS = frozenset({"split", "intersections", "counterfactual", "counterfactual_samples"})
 
 
 @dataclass(frozen=True)
 class BiasConfig:
-    split: str = "current"
-    intersections: bool = True
-    counterfactual: bool = True
-    counterfactual_samples: int = 100
-
-
-def parse_config(section) -> BiasConfig:
-    return BiasConfig(split=section.str("split", "current", choices={"current", "reference"}),
-                      intersections=bool(section.bool("intersections", True)),
-                      counterfactual=bool(section.bool("counterfactual", True)),
-                      counterfactual_samples=section.int("counterfactual_samples", 100, lo=10, hi=100000))
+    split: str = option("current", "split the groups are measured on", choices=("current", "reference"))
+    intersections: bool = option(True, "also audit pairwise intersections of the sensitive columns (sex x race)")
+    counterfactual: bool = option(True, "run counterfactual identity swaps (needs the models)")
+    counterfactual_samples: int = option(100, "swapped rows per axis at most", lo=10, hi=100000)
 
 
 # ---- group metrics from confusion counts shaped (..., G, K, K) [true, pred] ----------------------------------
@@ -98,14 +92,6 @@ def disparities(conf: np.ndarray, classes, mask: np.ndarray, label_mask: np.ndar
         }
 
 
-def group_codes(frame, columns) -> tuple[np.ndarray, list[str]]:
-    """Integer group ids for one column or the intersection of several; names sorted for stable output."""
-    values = frame[list(columns)].astype(str).agg(" & ".join, axis=1) if len(columns) > 1 else frame[columns[0]].astype(str)
-    names = sorted(values.unique())
-    index = {v: i for i, v in enumerate(names)}
-    return values.map(index).to_numpy(dtype=np.int64), names
-
-
 def _two_prop_p(x1, n1, x2, n2) -> float:
     from scipy.stats import norm
 
@@ -145,6 +131,12 @@ def audit_feature(y, preds: dict, codes, names, k: int, classes, cells, stats, f
                                                               "insufficient_groups": [names[i] for i in range(g) if not mask[i]]}))
                 continue
             left_out = [names[i] for i in range(g) if not mask[i]]
+            if not np.isfinite(point[d]):
+                # e.g. a ratio of selection rates when no group has a positive prediction: undefined, not a number
+                out.append(Measurement(NAME, f"bias.{d}", role, None, None, int(y.size), Status.INSUFFICIENT_DATA,
+                                       {"feature": feature}, {"reason": "undefined on these predictions (0/0)",
+                                                              "groups_compared": int(mask.sum())}))
+                continue
             out.append(Measurement(NAME, f"bias.{d}", role, float(point[d]), percentile_ci(dist[d], stats.ci_level),
                                    int(y.size), Status.MEASURED, {"feature": feature},
                                    {"groups_compared": int(mask.sum()), "insufficient_groups": left_out} if left_out
@@ -211,7 +203,7 @@ def decomposition(samples: dict, points: dict, n: int, feature: str, stats) -> l
     return out
 
 
-def run(evidence, config: BiasConfig, stats) -> CheckResult:
+def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     ds = evidence.dataset
     if not ds.sensitive:
         from ..results import skipped
@@ -245,16 +237,18 @@ def run(evidence, config: BiasConfig, stats) -> CheckResult:
     if k > 2:
         notes.append("Multiclass: each class is treated one-vs-rest; the worst class is reported.")
     tables = {}
-    if config.counterfactual and evidence.models is not None:
+    forward_rows = 0
+    if config.counterfactual and models is not None:
         from .counterfactual import counterfactual_measurements
 
-        cf, cf_table, cf_notes = counterfactual_measurements(evidence, config, stats)
+        cf, cf_table, cf_notes, forward_rows = counterfactual_measurements(evidence, models, config, stats)
         out.extend(cf)
         notes.extend(cf_notes)
         if cf_table:
             tables["counterfactual_examples"] = cf_table
     tables["disparities"] = _disparity_table(out)
-    return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes))
+    return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes),
+                       cost={"forward_rows": forward_rows})
 
 
 def _disparity_table(ms) -> dict:

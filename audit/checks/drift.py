@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..drift_stats import mmd_permutation_test, psi, text_descriptors, vocabulary
+from ..drift_stats import mmd_permutation_test, psi
+from ..options import option
 from ..results import CheckResult, Measurement, ModelRole, Status
 from ..stats import holm
 
@@ -19,27 +20,19 @@ NAME = "drift"
 METRICS = ("drift.features", "drift.column", "drift.embedding_mmd", "drift.embedding_mmd_p_value",
            "drift.embedding_auc", "drift.prediction_psi", "drift.prediction_ks_p_value",
            "drift.prediction_label_p_value", "drift.detected")
-OPTIONS = frozenset({"alpha", "permutations", "pca_components", "evidently_embeddings", "text_descriptors"})
 DATA = ModelRole.DATA.value
 
 
 @dataclass(frozen=True)
 class DriftConfig:
-    # Family-wise level of drift.detected. 1%, not 5%: the check runs on every CI build, and a 5% false
-    # alarm rate would flag one unchanged build in twenty.
-    alpha: float = 0.01
-    permutations: int = 1000
-    pca_components: int = 32
-    evidently_embeddings: bool = True
-    text_descriptors: bool = True
-
-
-def parse_config(section) -> DriftConfig:
-    return DriftConfig(alpha=section.float("alpha", 0.01, lo=1e-6, hi=0.5),
-                       permutations=section.int("permutations", 1000, lo=500, hi=100000),
-                       pca_components=section.int("pca_components", 32, lo=2, hi=512),
-                       evidently_embeddings=bool(section.bool("evidently_embeddings", True)),
-                       text_descriptors=bool(section.bool("text_descriptors", True)))
+    # 1%, not 5%: the check runs on every CI build, and a 5% false alarm rate would flag one unchanged
+    # build in twenty.
+    alpha: float = option(0.01, "family-wise level of drift.detected (Bonferroni over the spaces tested)",
+                          lo=1e-6, hi=0.5)
+    permutations: int = option(1000, "permutations of the MMD² test", lo=500, hi=100000)
+    pca_components: int = option(32, "PCA components of the base embeddings before the MMD² test", lo=2, hi=512)
+    evidently_embeddings: bool = option(True, "also run evidently's domain-classifier embedding drift")
+    text_descriptors: bool = option(True, "test per-row input descriptors (length, out-of-vocabulary share, ...)")
 
 
 HOMOGENEITY = "chi2_homogeneity"
@@ -131,8 +124,9 @@ def feature_drift(evidence, config, stats) -> tuple[list[Measurement], list[list
             frames_ref[-1][c] = frames_ref[-1][c].astype(str)
             frames_cur[-1][c] = frames_cur[-1][c].astype(str)
     if config.text_descriptors:
-        vocab = vocabulary(ds.splits["train"].texts)
-        dr, dc = text_descriptors(ref.texts, vocab), text_descriptors(cur.texts, vocab)
+        train_inputs = ds.splits["train"].inputs
+        dr = evidence.modality.descriptors(ref.inputs, train_inputs)
+        dc = evidence.modality.descriptors(cur.inputs, train_inputs)
         frames_ref.append(dr)
         frames_cur.append(dc)
         numerical += list(dr.columns)

@@ -1,31 +1,27 @@
 """Performance of every model role on the current split: accuracy, macro F1, ROC AUC, with bootstrap CIs."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..options import option
+
 from ..results import CheckResult, Measurement, Status
-from ..stats import auc_bootstrap, auc_from_weights, macro_f1_from_confusion, percentile_ci
+from ..stats import auc_bootstrap, auc_from_weights, percentile_ci
+from .common import accuracy_samples, macro_f1, macro_f1_samples
 
 NAME = "performance"
 METRICS = ("performance.accuracy", "performance.macro_f1", "performance.roc_auc")
 
 
-def accuracy_samples(y: np.ndarray, pred: np.ndarray, cells) -> np.ndarray:
-    """Accuracy on every resample of the split's paired bootstrap (cells: stats.CellBootstrap)."""
-    return cells.counts_of((y == pred).astype(np.int64), 2)[:, 1] / cells.n
+@dataclass(frozen=True)
+class PerformanceConfig:
+    split: str = option("current", "split the models are scored on", choices=("current", "reference"))
 
 
-def macro_f1_samples(y: np.ndarray, pred: np.ndarray, k: int, cells) -> np.ndarray:
-    conf = cells.counts_of(y * k + pred, k * k).reshape(-1, k, k)
-    return macro_f1_from_confusion(conf)
-
-
-def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    conf = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-    return float(macro_f1_from_confusion(conf))
-
-
-def run(evidence, config, stats, split: str = "current") -> CheckResult:
+def run(evidence, config: PerformanceConfig, stats) -> CheckResult:
+    split = config.split
     y = evidence.y(split)
     k = evidence.dataset.n_classes
     cells = evidence.cells(split, stats.n_boot)

@@ -6,28 +6,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import option
 from ..results import CheckResult, Measurement, ModelRole, Status
 from ..stats import CellBootstrap, mcnemar_exact, percentile_ci
-from ..transfer_stats import linear_cka, logme, tfidf_projection
-from .performance import accuracy_samples, macro_f1, macro_f1_samples
+from ..transfer_stats import linear_cka, logme
+from .common import accuracy_samples, group_codes, macro_f1, macro_f1_samples
 
 NAME = "transfer"
 METRICS = ("transfer.gain_vs_no_transfer", "transfer.gain_vs_base_probe", "transfer.group_gain",
            "transfer.logme", "transfer.linear_probe_cv_accuracy", "transfer.forgetting", "transfer.cka")
-OPTIONS = frozenset({"split", "logme_rows", "cv_folds"})
 A, M1, M0 = ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value, ModelRole.NO_TRANSFER.value
 
 
 @dataclass(frozen=True)
 class TransferConfig:
-    split: str = "current"
-    logme_rows: int = 2000
-    cv_folds: int = 5
-
-
-def parse_config(section) -> TransferConfig:
-    return TransferConfig(split=section.str("split", "current", choices={"current", "reference"}),
-                          logme_rows=section.int("logme_rows", 2000, lo=20), cv_folds=section.int("cv_folds", 5, lo=2, hi=20))
+    split: str = option("current", "split the gains are measured on", choices=("current", "reference"))
+    logme_rows: int = option(2000, "train rows LogME and the probe cross-validation use at most", lo=20)
+    cv_folds: int = option(5, "folds of the probe cross-validation and the forgetting probes", lo=2, hi=20)
 
 
 def paired_gain(y, pred_a, pred_b, k, cells, metric: str, level: float):
@@ -60,8 +55,6 @@ def gains(evidence, config, stats) -> list[Measurement]:
 
 def group_gains(evidence, config, stats) -> list[Measurement]:
     """Accuracy gain over the no-transfer control inside each sensitive group, same resamples."""
-    from .bias import group_codes
-
     split = evidence.dataset.splits[config.split]
     y = split.y
     ca = evidence.pred(A, config.split) == y
@@ -98,11 +91,10 @@ def transferability(evidence, config, stats) -> list[Measurement]:
     rows = np.arange(min(len(train), config.logme_rows))
     emb = evidence.embeddings["base"]["train"][rows]
     y = train.y[rows]
-    texts = [train.texts[i] for i in rows]
     n = int(rows.size)
     out = [Measurement(NAME, "transfer.logme", ModelRole.BASE.value, logme(emb, y), None, n, Status.MEASURED,
                        None, {"features": "base encoder, mean-pooled", "advisory": True})]
-    control = tfidf_projection(texts, texts, emb.shape[1], stats.seed)
+    control = evidence.modality.control_features([train.inputs[i] for i in rows], emb.shape[1], stats.seed)
     out.append(Measurement(NAME, "transfer.logme", M0, logme(control, y), None, n, Status.MEASURED, None,
                            {"features": f"TF-IDF, random projection to {emb.shape[1]} dims", "advisory": True}))
     scores = probe_cv_accuracy(emb, y, config.cv_folds, stats.seed)

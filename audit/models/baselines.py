@@ -1,4 +1,5 @@
-"""The comparison models: M1 (frozen base + linear probe) and M0 (no pre-training: TF-IDF and trees)."""
+"""The comparison models that do not depend on the modality: M1's linear probe on frozen embeddings, and the
+M0 control on raw tabular columns (gradient-boosted trees)."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,15 +39,6 @@ def probe_as_linear(probe) -> tuple[np.ndarray, np.ndarray]:
         coef = np.vstack([np.zeros_like(coef), coef])
         intercept = np.r_[0.0, intercept]
     return coef, intercept
-
-
-def fit_text_control(texts, y: np.ndarray, seed: int):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                         LogisticRegression(max_iter=2000, C=4.0, random_state=seed)).fit(list(texts), y)
 
 
 def _tabular_matrix(frame, features, categories=None):

@@ -28,14 +28,36 @@ def cached_finetune(cache_root: Path, key: str) -> Path | None:
     return folder if (folder / DONE_MARKER).exists() else None
 
 
+def recipe_record(recipe: FinetuneSpec, seed: int, train_rows: int) -> dict:
+    """The recipe as results.json and the model card show it."""
+    return {"method": recipe.method.value, "epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
+            "batch_size": recipe.batch_size, "max_length": recipe.max_length, "seed": seed, "train_rows": train_rows}
+
+
 def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: FinetuneSpec, seed: int,
              cache_root: Path, key: str) -> Path:
     """Train, save into cache_root/models/<key>/ (atomic folder rename), return the folder."""
     import torch
-    from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
     torch.manual_seed(seed)
     np.random.seed(seed)
+    model = _trainable_model(base_path, classes, recipe)
+    enc = tokenizer(list(texts), truncation=True, max_length=recipe.max_length)
+    losses, steps, seconds = _train(model, enc["input_ids"], torch.as_tensor(y, dtype=torch.long), recipe, seed,
+                                    tokenizer.pad_token_id or 0)
+    meta = {"cache_key": key, "method": recipe.method.value, "epochs": recipe.epochs,
+            "learning_rate": recipe.learning_rate, "batch_size": recipe.batch_size, "max_length": recipe.max_length,
+            "seed": seed, "train_rows": len(texts), "steps": steps,
+            "final_loss": float(np.mean(losses[-20:])), "classes": list(classes)}
+    final = _save(model, tokenizer, meta, cache_root / "models" / key)
+    say(f"fine-tuned model saved to {final} ({seconds:.0f} s)")
+    return final
+
+
+def _trainable_model(base_path: Path, classes, recipe: FinetuneSpec):
+    """The base with a fresh classification head; frozen body (head) or LoRA adapters (lora) as the recipe says."""
+    from transformers import AutoModelForSequenceClassification
+
     model = AutoModelForSequenceClassification.from_pretrained(
         str(base_path), num_labels=len(classes), local_files_only=True, trust_remote_code=False,
         use_safetensors=True, id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)})
@@ -48,27 +70,26 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=recipe.lora_r,
                                                  lora_alpha=recipe.lora_alpha, lora_dropout=0.1,
                                                  target_modules=["query", "value"]))
-    enc = tokenizer(list(texts), truncation=True, max_length=recipe.max_length)
-    ids, labels = enc["input_ids"], torch.as_tensor(y, dtype=torch.long)
+    return model
+
+
+def _train(model, ids, labels, recipe: FinetuneSpec, seed: int, pad: int) -> tuple[list, int, float]:
+    """AdamW with linear warm-up and decay over seeded shuffles; returns (losses, steps, seconds)."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
     n, bs = len(ids), recipe.batch_size
     steps = recipe.epochs * ((n + bs - 1) // bs)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, int(0.1 * steps), steps)
     gen = torch.Generator().manual_seed(seed)
-    pad = tokenizer.pad_token_id or 0
     model.train()
     bar = Progress(f"fine-tuning ({recipe.method.value}, {recipe.epochs} epoch(s), {n} rows)", steps, "steps")
     losses = []
     for _ in range(recipe.epochs):
         for batch in torch.randperm(n, generator=gen).split(bs):
-            rows = [ids[i] for i in batch.tolist()]
-            width = max(map(len, rows))
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, r in enumerate(rows):
-                input_ids[j, : len(r)] = torch.as_tensor(r)
-                mask[j, : len(r)] = 1
+            input_ids, mask = _pad([ids[i] for i in batch.tolist()], pad)
             out = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch])
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -79,19 +100,31 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
             bar.update(1, f"loss {np.mean(losses[-20:]):.3f}")
     seconds = bar.close(f"final loss {np.mean(losses[-20:]):.3f}")
     model.eval()
+    return losses, steps, seconds
 
-    final = cache_root / "models" / key
+
+def _pad(rows, pad: int):
+    """Token id lists padded to the batch's longest row, with the attention mask."""
+    import torch
+
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        input_ids[j, : len(r)] = torch.as_tensor(r)
+        mask[j, : len(r)] = 1
+    return input_ids, mask
+
+
+def _save(model, tokenizer, meta: dict, final: Path) -> Path:
+    """Write into a temporary sibling folder, then rename: a cache entry is whole or absent."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:12]}.", dir=final.parent))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         # No absolute paths here: this file is part of the model's content digest, which must not depend on
         # where the base happens to be installed.
-        meta = {"cache_key": key, "method": recipe.method.value, "epochs": recipe.epochs,
-                "learning_rate": recipe.learning_rate, "batch_size": bs, "max_length": recipe.max_length,
-                "seed": seed, "train_rows": n, "steps": steps,
-                "final_loss": float(np.mean(losses[-20:])), "classes": list(classes)}
         (tmp / DONE_MARKER).write_text(json.dumps(meta, indent=2))
         if final.exists():           # another run finished first: keep its copy, drop ours
             shutil.rmtree(tmp)
@@ -100,5 +133,4 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    say(f"fine-tuned model saved to {final} ({seconds:.0f} s)")
     return final

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
@@ -12,17 +11,6 @@ from .safety import check_model_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-@dataclass
-class LoadedModels:
-    tokenizer: object
-    base: object             # transformers encoder (AutoModel), frozen
-    adapted: object          # sequence classifier (PEFT merged when an adapter)
-    base_path: Path
-    adapted_path: Path | None
-    relation: str            # finetune | adapter
-    pickle_accepted: bool
 
 
 def resolve_base(ref: str, field: str = "model.base") -> Path:

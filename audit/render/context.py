@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from ..presentation import attention, group_label, is_blocking
+
 ROLE_LABELS = {"adapted": "adapted (M2)", "base_probe": "base + probe (M1)", "no_transfer": "no transfer (M0)",
                "no_transfer_text": "TF-IDF + LR", "no_transfer_tabular": "trees on raw columns",
                "base": "base encoder"}
@@ -43,14 +45,6 @@ def advice_for(rule: dict) -> str:
     return ADVICE.get(best, "Review the measurement and its confidence interval.")
 
 
-def group_label(group) -> str:
-    if not group:
-        return "all"
-    if "value" in group:
-        return f"{group.get('feature', '')}={group['value']}"
-    return ", ".join(f"{k}={v}" for k, v in group.items())
-
-
 def _chart(rows, bound=None):
     """Coordinates for an interval chart drawn by the template as inline SVG."""
     pts = [r for r in rows if r["value"] is not None]
@@ -80,13 +74,10 @@ def _chart(rows, bound=None):
 def build_context(results: dict, timings: dict | None = None) -> dict:
     gate = results["gate"]
     rules = gate["rules"]
-    attention = [dict(r, advice=advice_for(r)) for r in rules
-                 if r["status"] in ("FAIL", "INCONCLUSIVE", "WARN", "ERROR") and not r.get("waived")]
-    order = {"FAIL": 0, "ERROR": 1, "INCONCLUSIVE": 2, "WARN": 3}
-    attention.sort(key=lambda r: (order[r["status"]], r["severity"] != "block", r["id"]))
+    needing = [dict(r, advice=advice_for(r)) for r in attention(rules)]
     headline = {}
-    for r in attention:
-        if r["severity"] == "block" and r["status"] in ("FAIL", "INCONCLUSIVE", "ERROR"):
+    for r in needing:
+        if is_blocking(r):
             h = headline.setdefault((r["status"], r["id"]), {"status": r["status"], "id": r["id"], "where": []})
             h["where"].append(group_label(r.get("group")))
     bounds = {(r["metric"], r["model"]): r["bound"] for r in rules if r.get("bound") is not None}
@@ -113,5 +104,5 @@ def build_context(results: dict, timings: dict | None = None) -> dict:
                          "notes": check.get("notes") or [], "metrics": blocks, "tables": tables})
     return {"results": results, "audit": results["audit"], "models": results["models"], "data": results["data"],
             "policy": results["policy"], "verdict": gate["verdict"], "counts": gate.get("counts", {}),
-            "rules": rules, "attention": attention, "headline": list(headline.values()), "sections": sections, "role_labels": ROLE_LABELS,
+            "rules": rules, "attention": needing, "headline": list(headline.values()), "sections": sections, "role_labels": ROLE_LABELS,
             "timings": timings or {}, "tool": results["tool"]}

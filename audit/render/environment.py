@@ -48,8 +48,11 @@ def fmt_ci(ci, digits: int = 3) -> str:
 
 
 def _common(env):
+    from ..presentation import group_label
+
     env.filters["fmt"] = fmt
     env.filters["fmt_ci"] = fmt_ci
+    env.filters["group"] = group_label
     return env
 
 

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from ..fileio import atomic_write_text
+from ..presentation import attention, is_blocking
 from .context import build_context
 from .environment import Raw, html_env, md_env
 
@@ -46,12 +47,9 @@ def render_all(results: dict, out_dir: Path, timings: dict | None = None) -> lis
 
 def github_annotations(results: dict, limit: int = 10) -> list[str]:
     """'::error'/'::warning' lines for the worst rules, for GitHub Actions logs."""
-    order = {"FAIL": 0, "ERROR": 1, "INCONCLUSIVE": 2, "WARN": 3}
-    rules = [r for r in results["gate"]["rules"] if r["status"] in order and not r.get("waived")]
-    rules.sort(key=lambda r: (order[r["status"]], r["severity"] != "block"))
     lines = []
-    for r in rules[:limit]:
-        level = "error" if r["severity"] == "block" and r["status"] in ("FAIL", "INCONCLUSIVE", "ERROR") else "warning"
+    for r in attention(results["gate"]["rules"])[:limit]:
+        level = "error" if is_blocking(r) else "warning"
         msg = f"{r['id']}: {r['metric']} ({r['model']}) {r['status']}: {r['reason']}"
         msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         lines.append(f"::{level} title=transfer-audit::{msg}")

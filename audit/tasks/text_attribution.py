@@ -1,4 +1,5 @@
-"""Integrated-gradients attributions for one example at a time, with steps that adapt per example.
+"""Text attribution: LayerIntegratedGradients on the embedding layer, one example at a time, with steps that
+adapt per example.
 
 Each example runs at its exact length (no padding), all integration steps in one batch. The step count starts
 low and doubles only when the completeness check fails: |sum(attr) - (F(x) - F(x'))| must be within
@@ -8,9 +9,10 @@ per example, so a retry costs only the new integration steps.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
+
+from .base import Attribution
 
 
 class ProbeClassifier:
@@ -57,18 +59,6 @@ def logits_fn(model):
     return forward
 
 
-@dataclass
-class Attribution:
-    tokens: list            # word pieces
-    scores: np.ndarray      # per token, summed over the hidden dimension
-    target: int
-    delta: float            # completeness error
-    gap: float              # F(x) - F(baseline)
-    steps: int              # steps of the accepted run
-    passes: int             # forward+backward passes spent (all tries)
-    converged: bool
-
-
 def baseline_ids(input_ids, tokenizer):
     """[CLS] + [PAD]... + [SEP]: special tokens kept, everything else PAD (captum's BERT tutorial)."""
     import torch
@@ -104,7 +94,8 @@ def attribute_one(model, tokenizer, input_ids, target: int | None, schedule=(8, 
         if converged:
             break
     tokens = tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
-    return Attribution(tokens, scores, target, delta, gap, steps, passes, converged)
+    return Attribution(tokens, scores, target, delta, gap, steps, passes, converged,
+                       frozenset(tokenizer.all_special_tokens))
 
 
 def words_of(tokens, scores, special) -> list[tuple[str, float]]:
@@ -126,7 +117,7 @@ def attribute_many(model, tokenizer, texts, targets, max_length: int, schedule, 
     a failed try at too few steps is wasted work."""
     import torch
 
-    from .progress import Progress
+    from ..progress import Progress
 
     torch.manual_seed(0)
     out, needed = [], []
