@@ -137,13 +137,20 @@ def test_lineage_renders_as_one_table(capsys):
     assert [c.split()[0] for c in dp[3:6]] == ["PASS", "INCONCLUSIVE", "FAIL"]
 
 
-def test_hostile_values_do_not_break_the_table():
+def test_hostile_values_do_not_break_the_table(tmp_path):
     hostile = json.loads((FIXTURES / "hostile.json").read_text())
-    md = markdown(compare([fx("hostile"), fx("pass")]))
-    header, *rows = tables(md)[0]
-    assert all(len(r) == len(header) for r in rows)
+    for r in hostile["gate"]["rules"]:
+        r["id"] = f"{r['id']} | injected | cells"
+        r["group"] = {"feature": "a|b\n| x | y |"}
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(hostile))
+    md = markdown(compare([str(path), fx("pass")]))
+    found = tables(md)
+    assert len(found) == 1
+    header, *rows = found[0]
+    assert len(rows) == len(hostile["gate"]["rules"]) + 4 and all(len(r) == len(header) for r in rows)
+    assert any(r[0] == "acc | injected | cells" for r in rows)          # escaped pipes stay inside the cell
     assert "<img" not in MarkdownIt("commonmark").enable("table").render(md)
-    assert hostile["gate"]["rules"]
 
 
 def test_bad_tolerance_is_a_usage_error(capsys):
