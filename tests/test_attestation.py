@@ -179,6 +179,18 @@ def test_a_forged_attestation_does_not_verify(tmp_path, keys):
     assert verify_run_dir(run, keys["ed"][1]).exit_code == ExitCode.SIGNATURE_INVALID
 
 
+def test_an_edited_unsigned_attestation_is_caught_by_the_manifest(tmp_path):
+    run, _ = make_run(tmp_path, results=json.loads((FIXTURES / "fail.json").read_text()))
+    statement = statement_of(run)
+    statement["predicate"]["verdict"] = "PASS"
+    envelope = json.loads((run / ATTESTATION).read_text())
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    (run / ATTESTATION).write_text(json.dumps(envelope))
+    v = verify_run_dir(run)
+    assert v.exit_code == ExitCode.SIGNATURE_INVALID and v.verdict == "PASS"
+    assert [p.text for p in v.problems] == [f"{ATTESTATION}: changed since the audit wrote it (manifest digest differs)"]
+
+
 def test_missing_attestation_and_precedence(tmp_path):
     run, model = make_run(tmp_path)
     (run / ATTESTATION).unlink()

@@ -44,6 +44,11 @@ def test_fail_on_regression_exit_codes(capsys):
     assert main(["diff", fx("pass"), fx("pass"), "--fail-on", "regression"]) == 0
     assert main(["diff", fx("pass"), fx("fail")]) == 0                     # reporting only, without --fail-on
     assert main(["diff", fx("fail"), fx("pass"), "--fail-on", "regression"]) == 0   # improvements only
+    # same verdict and statuses; accuracy 0.90 -> 0.85 with CI [0.82, 0.88]: a regression only past a tolerance
+    assert main(["diff", fx("pass"), fx("multiclass"), "--fail-on", "regression"]) == 0
+    assert main(["diff", fx("pass"), fx("multiclass"), "--fail-on", "regression", "--tolerance", "0.01"]) == 1
+    assert main(["diff", fx("pass"), fx("multiclass"), "--fail-on", "regression",
+                 "--tolerance", "performance.accuracy=0.05"]) == 0
 
 
 def test_identical_real_runs_do_not_regress(tiny_run, tmp_path, capsys):

@@ -15,6 +15,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 
 def test_eval_results_round_trip_through_huggingface_hub(tmp_path):
     results = json.loads((FIXTURES / "multiclass.json").read_text())
+    for m in results["measurements"]:
+        if m["metric"] == "performance.accuracy" and m["model"] == "adapted":
+            m["value"] = 0.8534567                       # more digits than the card keeps
     written = render_all(results, tmp_path)
     assert EVAL_RESULTS in written and (tmp_path / "model_card.md").is_file()
     data = yaml.safe_load((tmp_path / EVAL_RESULTS).read_text())
@@ -26,7 +29,7 @@ def test_eval_results_round_trip_through_huggingface_hub(tmp_path):
         metric = {"accuracy": "performance.accuracy", "f1": "performance.macro_f1",
                   "roc_auc": "performance.roc_auc"}[e.task_id]
         m = headline[metric]
-        assert e.value == round(m["value"], 4)
+        assert e.value == round(m["value"], 4) and (metric != "performance.accuracy" or e.value == 0.8535)
         assert e.dataset_id == "adult"
         assert f"n={m['n']}" in e.notes and results["gate"]["verdict"] in e.notes
     # the same metrics as the model card's model-index
