@@ -357,3 +357,13 @@ def test_rejected_and_encrypted_keys(tmp_path, monkeypatch):
     with pytest.raises(InputError) as e:                  # a private key passed where the public one belongs
         load_public_key(enc)
     assert "pass the .pub file" in e.value.message
+
+
+def test_verify_exit_codes_are_documented_in_help_docs_and_enum(capsys):
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "attestation.md").read_text()
+    for code in (ExitCode.OUTPUTS_TAMPERED, ExitCode.MODEL_MISMATCH, ExitCode.SIGNATURE_INVALID,
+                 ExitCode.ATTESTATION_MISSING, ExitCode.INPUT_CHANGED):
+        assert f" {int(code)} " in help_text and f"| {int(code)} |" in docs, code
