@@ -367,3 +367,21 @@ def test_verify_exit_codes_are_documented_in_help_docs_and_enum(capsys):
     for code in (ExitCode.OUTPUTS_TAMPERED, ExitCode.MODEL_MISMATCH, ExitCode.SIGNATURE_INVALID,
                  ExitCode.ATTESTATION_MISSING, ExitCode.INPUT_CHANGED):
         assert f" {int(code)} " in help_text and f"| {int(code)} |" in docs, code
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s["subject"][0].update(digest={"sha512": "00"}),
+    lambda s: s["subject"][0].pop("name"),
+    lambda s: s["predicate"].update(outputs=["report.html"]),
+    lambda s: s["predicate"].pop("results"),
+])
+def test_a_malformed_predicate_is_a_bad_attestation_not_a_crash(tmp_path, edit):
+    run, _ = make_run(tmp_path)
+    statement = statement_of(run)
+    edit(statement)
+    envelope = json.loads((run / ATTESTATION).read_text())
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    (run / ATTESTATION).write_text(json.dumps(envelope))
+    v = verify_run_dir(run)
+    assert v.exit_code == ExitCode.SIGNATURE_INVALID
+    assert any("not a valid in-toto attestation" in p.text for p in v.problems)
