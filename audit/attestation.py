@@ -140,5 +140,22 @@ def decode_statement(env) -> dict:
     validate_statement(statement)
     if statement["predicateType"] != PREDICATE_TYPE:
         raise ValueError(f"predicateType is {statement['predicateType']!r}, not {PREDICATE_TYPE!r}")
+    _check_shape(statement)
     return statement
+
+
+def _is_digest(x) -> bool:
+    return isinstance(x, dict) and isinstance(x.get("sha256"), str)
+
+
+def _check_shape(statement: dict) -> None:
+    """What verify reads beyond the Statement schema: named sha256 subjects, the results and output digests."""
+    if not all(isinstance(s.get("name"), str) and _is_digest(s.get("digest")) for s in statement["subject"]):
+        raise ValueError("every subject needs a name and a sha256 digest")
+    pred = statement["predicate"]
+    results, outputs = pred.get("results"), pred.get("outputs")
+    if not (isinstance(results, dict) and _is_digest(results.get("digest"))):
+        raise ValueError("predicate.results.digest.sha256 is missing")
+    if not isinstance(outputs, dict) or not all(_is_digest(d) for d in outputs.values()):
+        raise ValueError("predicate.outputs must map file names to sha256 digests")
 

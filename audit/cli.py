@@ -146,7 +146,6 @@ def _cmd_render(args) -> int:
     import json
 
     from .render import render_all
-
     from .results import read_results
 
     path = Path(args.results)

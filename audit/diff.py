@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import pairwise
 from pathlib import Path
 
 from .results import read_results
@@ -67,7 +68,7 @@ class Lineage:
     @property
     def verdict_regressed(self) -> bool:
         v = self.verdicts
-        return any(STATUS_RANK.get(b, 3) > STATUS_RANK.get(a, 3) for a, b in zip(v, v[1:]))
+        return any(STATUS_RANK.get(b, 3) > STATUS_RANK.get(a, 3) for a, b in pairwise(v))
 
     @property
     def regressed(self) -> bool:
@@ -118,7 +119,7 @@ def compare(paths, tolerance: Tolerance = Tolerance()) -> Lineage:
     rows = []
     for key in keys:
         cells = tuple(next((r for r in res["gate"]["rules"] if _key(r) == key), None) for res in results)
-        steps = [step(a, b, tolerance) for a, b in zip(cells, cells[1:])]
+        steps = [step(a, b, tolerance) for a, b in pairwise(cells)]
         worst = min(steps, key=lambda s: ORDER.index(s[0])) if steps else (Change.UNCHANGED, "")
         rows.append(Row(key[0], key[1], key[2], cells, tuple(s[0] for s in steps), worst[1]))
     rows.sort(key=lambda r: ORDER.index(r.change))   # stable: policy order within each kind of change

@@ -5,24 +5,30 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import random
 import shutil
 from pathlib import Path
 
 import pytest
-
+from conftest import adult_spec, write_spec
 from transfer_audit.attestation import ATTESTATION, PREDICATE_TYPE, validate_statement
 from transfer_audit.cli import main
 from transfer_audit.errors import ExitCode, InputError
 from transfer_audit.fileio import atomic_write_json, sha256_file, sha256_tree
 from transfer_audit.outputs import attest, waiver_records, write_manifest
 from transfer_audit.render import render_all
-from transfer_audit.signing import (KEY_ENV, MSG_KEY_EXISTS, MSG_KEY_PASSWORD, MSG_KEY_TYPE, PASSWORD_ENV, KeyType,
-                                    keygen, load_public_key, load_signer)
+from transfer_audit.signing import (
+    KEY_ENV,
+    MSG_KEY_EXISTS,
+    MSG_KEY_PASSWORD,
+    MSG_KEY_TYPE,
+    PASSWORD_ENV,
+    KeyType,
+    keygen,
+    load_public_key,
+    load_signer,
+)
 from transfer_audit.verify import verify_run_dir
-
-from conftest import adult_spec, write_spec
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 STARTED = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -139,7 +145,7 @@ def test_the_validator_refuses_broken_statements(tmp_path, broken):
                                           (ATTESTATION, ExitCode.SIGNATURE_INVALID)])
 def test_one_changed_byte_fails_with_its_own_exit_code(tmp_path, keys, target, code, capsys):
     private, public = keys["ed"]
-    run, model = make_run(tmp_path / "orig", signer=load_signer(private))
+    make_run(tmp_path / "orig", signer=load_signer(private))
     rng = random.Random(17)
     for trial in range(12):
         copy = tmp_path / f"t{trial}"
@@ -167,7 +173,7 @@ def test_unsigned_or_other_key_is_a_bad_signature(tmp_path, keys, capsys):
 
 def test_a_forged_attestation_does_not_verify(tmp_path, keys):
     """Results edited, then the attestation and manifest rewritten to match, signed by another key."""
-    run, model = make_run(tmp_path, signer=load_signer(keys["ed"][0]))
+    run, _ = make_run(tmp_path, signer=load_signer(keys["ed"][0]))
     results = json.loads((run / "results.json").read_text())
     results["gate"]["verdict"] = "PASS"
     atomic_write_json(run / "results.json", results)
@@ -192,7 +198,7 @@ def test_an_edited_unsigned_attestation_is_caught_by_the_manifest(tmp_path):
 
 
 def test_missing_attestation_and_precedence(tmp_path):
-    run, model = make_run(tmp_path)
+    run, _ = make_run(tmp_path)
     (run / ATTESTATION).unlink()
     (run / "results.json").write_text((run / "results.json").read_text() + " ")
     v = verify_run_dir(run)
@@ -329,7 +335,7 @@ def test_keygen_files_modes_and_refusals(tmp_path, capsys):
     assert e.value.template is MSG_KEY_EXISTS
 
 
-def test_rejected_and_encrypted_keys(tmp_path, monkeypatch):
+def test_rejected_and_encrypted_keys(tmp_path, monkeypatch, capsys):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -340,6 +346,8 @@ def test_rejected_and_encrypted_keys(tmp_path, monkeypatch):
     with pytest.raises(InputError) as e:
         load_signer(path)
     assert e.value.template is MSG_KEY_TYPE and "secp384r1" in e.value.message
+    assert main(["run", str(tmp_path / "no-such-spec.yaml"), "--sign-key", str(path)]) == 2
+    assert "secp384r1" in capsys.readouterr().err                 # the key is refused before the spec is read
     p256 = ec.generate_private_key(ec.SECP256R1())
     enc = tmp_path / "enc.key"
     enc.write_bytes(p256.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
-
 from transfer_audit.cli import main
 from transfer_audit.diff import Change, Tolerance, compare, markdown, step
 
@@ -74,7 +73,6 @@ def _cached_run(tiny_run, tiny_bert, folder: Path, policy: Path | None = None) -
 def test_real_pair_where_a_rule_regresses(tiny_run, tiny_bert, tmp_path, capsys):
     """Two audits of the tiny model; the second under a policy that tightens a rule the first passed."""
     import yaml
-
     from conftest import ROOT
 
     old = _cached_run(tiny_run, tiny_bert, tmp_path / "old")
