@@ -12,6 +12,31 @@ from . import __version__
 from .errors import AuditError, ExitCode
 
 DEMO = "adult-income"
+VERIFY_CODES = ("Exit codes: 0 verified, 2 usage error (no run folder, unreadable key), 10 results or another output "
+                "tampered with, 11 wrong model (files differ from the attested subjects), 12 bad signature (unsigned, "
+                "another key, or the attestation altered), 13 attestation missing, 14 an input file at its recorded "
+                "path changed. With several failures the first of 13, 12, 10, 11, 14 is returned.")
+
+
+def _add_sign_key(parser) -> None:
+    from .signing import KEY_ENV
+
+    parser.add_argument("--sign-key", metavar="PRIVATE_KEY", default=os.environ.get(KEY_ENV) or None,
+                        help=f"sign attestation.intoto.json with this PEM key (ed25519 or ECDSA P-256; default: "
+                             f"${KEY_ENV}); the key is read, never copied into the run folder")
+
+
+def _tolerance(text: str):
+    """--tolerance VALUE or METRIC=VALUE, parsed once at the edge."""
+    metric, _, value = text.rpartition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"--tolerance must be VALUE or METRIC=VALUE with VALUE a number >= 0. "
+                                         f"Got {text!r} instead.")
+    return metric or None, number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "Audit a transfer-learned classifier next to its frozen base (with a linear probe) and a "
         "no-pretraining control: performance, bias, drift, negative transfer and attribution, gated by a policy. "
         "Exit codes: 0 pass, 1 policy failed, 2 input or usage error, 3 unsafe artifact refused, "
-        "4 inconclusive, 5 internal error, 130 interrupted."))
+        "4 inconclusive, 5 internal error, 130 interrupted; verify has its own (10-14, see verify --help)."))
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--version", action="version", version=f"transfer-audit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -29,10 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (overrides the spec's)")
     r.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle weights (loaded with weights_only=True; the verdict is marked unsafe)")
+    _add_sign_key(r)
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     d = sub.add_parser("demo", help="run a shipped example audit (default: UCI Adult on MiniLM); writes to ./runs")
     d.add_argument("example", nargs="?", default=DEMO, help=f"which example (default: {DEMO})")
     d.add_argument("--out", default="runs", help="output folder (default: ./runs)")
+    _add_sign_key(d)
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     rd = sub.add_parser("render", help="rebuild every report from a results.json, without models or data")
     rd.add_argument("results")
@@ -42,11 +69,28 @@ def _parser() -> argparse.ArgumentParser:
     plsub = pl.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     lint = plsub.add_parser("lint", help="validate a policy file")
     lint.add_argument("file")
-    v = sub.add_parser("verify", help="recompute every hash in a run's manifest")
+    v = sub.add_parser("verify", help="check a run's attestation, signature, output hashes and model files",
+                       description="Check that a run folder is the evidence it claims to be. " + VERIFY_CODES)
     v.add_argument("run_dir")
-    df = sub.add_parser("diff", help="which rules changed verdict between two audits")
-    df.add_argument("old")
-    df.add_argument("new")
+    v.add_argument("--key", metavar="PUBLIC_KEY", help="PEM public key the attestation must be signed by")
+    v.add_argument("--model", metavar="DIR", help="model folder to check against the attested subjects (default: "
+                                                  "the adapted model's recorded folder, when it is on this machine)")
+    v.add_argument("--gate", action="store_true", help="once verified, exit with the attested verdict's code "
+                                                      "(0 pass or warn, 1 fail, 4 inconclusive), as `run` did")
+    kg = sub.add_parser("keygen", help="write a signing key pair: PREFIX.key (mode 0600) and PREFIX.pub")
+    kg.add_argument("--out", default="transfer-audit", metavar="PREFIX", help="file name prefix (default: transfer-audit)")
+    kg.add_argument("--type", default="ed25519", choices=["ed25519", "ecdsa-p256"], help="key type (default: ed25519)")
+    df = sub.add_parser("diff", help="how rule outcomes changed across audits (OLD NEW, or a lineage OLD V1 V2 ...)",
+                        description="Compare audits in order. Exit codes: 0, or 1 with --fail-on regression when a "
+                                    "rule or the verdict got worse from one run to the next; 2 usage error.")
+    df.add_argument("old", help="results.json or run folder of the earlier audit")
+    df.add_argument("new", nargs="+", help="later audits, oldest first")
+    df.add_argument("--fail-on", choices=["regression"], help="exit 1 when any rule got worse (PASS -> WARN/"
+                    "INCONCLUSIVE/FAIL, or past a --tolerance with its interval)")
+    df.add_argument("--format", choices=["text", "md"], default="text", help="md: one table for a pull-request comment")
+    df.add_argument("--tolerance", type=_tolerance, action="append", default=[], metavar="[METRIC=]VALUE",
+                    help="a metric regresses when the new interval lies wholly beyond the old value by more than "
+                         "VALUE in the rule's bad direction; repeatable, METRIC= for one metric")
     t = sub.add_parser("transferability", help="rank candidate base models for a spec's data, before fine-tuning")
     t.add_argument("spec")
     t.add_argument("--candidate", action="append", default=[], help="another base model (package:NAME or folder)")
@@ -76,8 +120,13 @@ def _print_verdict(outcome) -> None:
 def _cmd_run(args, spec) -> int:
     from .runner import run_audit
 
+    signer = None
+    if args.sign_key:
+        from .signing import load_signer
+
+        signer = load_signer(args.sign_key)   # before the audit: a bad key should not cost a whole run
     outcome = run_audit(spec, policy_path=getattr(args, "policy", None), out=args.out,
-                        allow_pickle=getattr(args, "allow_pickle", False))
+                        allow_pickle=getattr(args, "allow_pickle", False), signer=signer)
     _print_verdict(outcome)
     return outcome.exit_code
 
@@ -98,7 +147,6 @@ def _cmd_render(args) -> int:
     import json
 
     from .render import render_all
-
     from .results import read_results
 
     path = Path(args.results)
@@ -136,24 +184,49 @@ def _cmd_lint(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from .outputs import verify_run
+    from .verify import verify_run_dir
 
-    problems = verify_run(Path(args.run_dir))
-    if problems:
-        for p in problems:
-            print(f"FAILED {p}")
-        return int(ExitCode.POLICY_FAILED)
-    print(f"{args.run_dir}: every hash in manifest.json matches")
+    v = verify_run_dir(args.run_dir, key_path=args.key, model_dir=args.model)
+    for note in v.notes:
+        print(f"note: {note}")
+    for p in v.problems:
+        print(f"FAILED ({int(p.code)}) {p.text}")
+    if v.problems:
+        return int(v.exit_code)
+    signed = f"signed by key {v.signed_by[:12]}" if v.signed_by else "signature not checked"
+    print(f"verified: {args.run_dir}: outputs match the manifest and the attestation; {signed}; "
+          f"attested verdict {v.verdict}")
+    if args.gate:
+        return int({"FAIL": ExitCode.POLICY_FAILED, "INCONCLUSIVE": ExitCode.INCONCLUSIVE}.get(v.verdict, ExitCode.PASS))
+    return 0
+
+
+def _cmd_keygen(args) -> int:
+    from .signing import KeyType, keygen
+
+    private, public = keygen(args.out, KeyType(args.type))
+    print(f"private key: {private} (mode 0600; keep it secret, e.g. as a CI secret)")
+    print(f"public key:  {public} (give it to whoever verifies: transfer-audit verify RUN_DIR --key {public})")
     return 0
 
 
 def _cmd_diff(args) -> int:
-    from .diff import diff_results
+    from .diff import Tolerance, compare, markdown, text_lines
 
-    changes = diff_results(Path(args.old), Path(args.new))
-    for line in changes:
-        print(line)
-    return 0
+    per_metric = {m: v for m, v in args.tolerance if m is not None}
+    if per_metric:
+        from .errors import InputError, did_you_mean
+        from .policy import known_metrics
+
+        metrics = known_metrics()
+        for m in per_metric:
+            if m not in metrics:
+                raise InputError(f"command line: --tolerance names metric {m!r}, which no check measures"
+                                 f"{did_you_mean(m, metrics)}. Run `transfer-audit checks` for the list.")
+    default = next((v for m, v in reversed(args.tolerance) if m is None), None)
+    lineage = compare([Path(args.old), *map(Path, args.new)], Tolerance(default, per_metric))
+    print(markdown(lineage) if args.format == "md" else "\n".join(text_lines(lineage)))
+    return int(ExitCode.POLICY_FAILED) if args.fail_on == "regression" and lineage.regressed else 0
 
 
 def _cmd_transferability(args) -> int:
@@ -191,6 +264,8 @@ def main(argv=None) -> int:
             return _cmd_lint(args)
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "keygen":
+            return _cmd_keygen(args)
         if args.command == "diff":
             return _cmd_diff(args)
         if args.command == "transferability":

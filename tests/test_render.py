@@ -131,4 +131,4 @@ def test_diff_names_changed_rules(tmp_path):
 
     lines = diff_results(FIXTURES / "pass.json", FIXTURES / "fail.json")
     assert lines[0] == "verdict: WARN -> FAIL"
-    assert any(l.strip().startswith("changed  dp") for l in lines)
+    assert any(l.strip().startswith("regressed dp") for l in lines)

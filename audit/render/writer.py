@@ -38,6 +38,10 @@ def render_all(results: dict, out_dir: Path, timings: dict | None = None) -> lis
     for name in ARTIFACTS:
         atomic_write_text(out_dir / name, render_one(name, results, timings))
         written.append(name)
+    from .card import EVAL_RESULTS, eval_results
+
+    atomic_write_text(out_dir / EVAL_RESULTS, eval_results(results))
+    written.append(EVAL_RESULTS)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as f:
