@@ -387,3 +387,19 @@ def test_default_policy_warns_on_a_harmful_slice_and_results_round_trip():
         outcomes[name] = next(o for o in gate(result.measurements, {"slices"}, policy).outcomes if o.rule is rule)
     assert outcomes["harm"].status is Status.WARN and outcomes["harm"].value >= 1
     assert outcomes["clean"].status is Status.PASS
+
+
+def test_no_slice_large_enough_is_insufficient_data_not_a_pass():
+    from transfer_audit.gate import gate
+    from transfer_audit.policy import load_policy
+
+    frame, y, preds = _adult_like(n=60)
+    ev = make_evidence(frame, y, preds, sensitive=("sex",), features=("job",))
+    result = slices.run(ev, slices.SlicesConfig(), StatsConfig(n_boot=50, min_group_n=100))
+    count = next(m for m in result.measurements if m.metric == "slices.harmful_count")
+    assert count.status is Status.INSUFFICIENT_DATA and count.details["slices_tested"] == 0
+    assert len(result.measurements) == 1 and result.tables["top_slices"]["rows"] == []
+    policy = load_policy("policies/default.yaml")
+    outcome = next(o for o in gate(result.measurements, {"slices"}, policy).outcomes
+                   if o.rule.metric == "slices.harmful_count")
+    assert outcome.status is Status.INCONCLUSIVE

@@ -198,7 +198,7 @@ def run(evidence, config: SlicesConfig, stats) -> CheckResult:
     preds = {r: evidence.pred(r, config.split) for r in (A, M1, M0)}
     cells = evidence.cells(config.split, stats.n_boot)
     result = scan(split.frame, split.y, preds, columns, cells, ds.positive, config, stats, evidence.seed)
-    out = [_count_measurement(result, config, int(split.y.size))]
+    out = [_count_measurement(result, config, int(split.y.size), stats)]
     out += [_slice_measurement(result, i, rank) for rank, i in enumerate(result.order[:config.top], 1)]
     tables = {"top_slices": _top_table(result, config, stats.ci_level)}
     tables.update(driver_tables(evidence, config.split, stats))
@@ -214,14 +214,16 @@ def run(evidence, config: SlicesConfig, stats) -> CheckResult:
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=notes)
 
 
-def _count_measurement(result: Scan, config: SlicesConfig, n_rows: int) -> Measurement:
-    found = [f"{f}={v}" for (f, v), s in zip(result.labels, result.significant) if s]
+def _count_measurement(result: Scan, config: SlicesConfig, n_rows: int, stats) -> Measurement:
+    details = {"slices_tested": len(result.n), "fdr": config.fdr, "test": TEST, "metric": config.metric.value,
+               "depth": config.depth, "overall_gain_vs_base_probe": result.overall["gain_vs_base_probe"],
+               "overall_gain_vs_no_transfer": result.overall["gain_vs_no_transfer"]}
+    if len(result.n) == 0:                  # nothing tested is no evidence that nothing is wrong
+        return Measurement(NAME, "slices.harmful_count", A, None, None, n_rows, Status.INSUFFICIENT_DATA, None,
+                           {**details, "reason": f"no slice has at least min_group_n={stats.min_group_n} rows"})
+    details["significant_slices"] = [f"{f}={v}" for (f, v), s in zip(result.labels, result.significant) if s][:20]
     return Measurement(NAME, "slices.harmful_count", A, float(result.significant.sum()), None, n_rows,
-                       Status.MEASURED, None,
-                       {"slices_tested": len(result.n), "fdr": config.fdr, "test": TEST, "metric": config.metric.value,
-                        "depth": config.depth, "significant_slices": found[:20],
-                        "overall_gain_vs_base_probe": result.overall["gain_vs_base_probe"],
-                        "overall_gain_vs_no_transfer": result.overall["gain_vs_no_transfer"]})
+                       Status.MEASURED, None, details)
 
 
 def _ci(result: Scan, name: str, i: int):
