@@ -23,8 +23,10 @@ def bin_column(values, bins: int) -> tuple[np.ndarray, list[str]]:
     """Integer codes and labels for one column.
 
     Numeric columns with more than ``bins`` distinct values are binned on the audited split: a value that holds
-    at least 1/bins of the rows is its own bin (``= 0`` for capital gain), the other values are cut at their
-    quantiles into the remaining bins, intervals closed on the left (``[28, 37)``), the last one closed.
+    at least 1/bins of the rows is its own bin (``= 0`` for capital gain, ``= 40`` hours), the other values are
+    cut at their quantiles into the remaining bins, intervals closed on the left (``[28, 37)``), the last one
+    closed; a point-mass value inside an interval also cuts it (``[35, 40)``, ``(40, 50)``); for whole-number
+    columns the cut points are rounded up to whole numbers (the same rows, readable labels).
     Everything else is categorical, one code per value. Missing values form their own group ``missing``.
     """
     import pandas as pd
@@ -44,14 +46,19 @@ def bin_column(values, bins: int) -> tuple[np.ndarray, list[str]]:
     found = [(p, f"= {_num(p)}", x == p) for p in points]          # (sort key, label, rows)
     rest = present & ~np.isin(x, points)
     if rest.any():
-        edges = np.unique(np.quantile(x[rest], np.linspace(0, 1, max(bins - len(points), 1) + 1)))
-        if edges.size == 1:                 # a single value left over: a bin of its own
+        edges = np.quantile(x[rest], np.linspace(0, 1, max(bins - len(points), 1) + 1))
+        if np.all(x[rest] == np.round(x[rest])):     # whole numbers: x >= 48.67 is x >= 49, so say 49
+            edges = np.ceil(edges)
+        inside = points[(points > edges[0]) & (points < edges[-1])]
+        edges = np.unique(np.r_[edges, inside])      # a point-mass value also cuts the interval it falls in
+        if edges.size == 1:                          # a single value left over: a bin of its own
             edges = np.r_[edges, edges]
         which = np.searchsorted(edges[1:-1], x, side="right")
         for b in np.unique(which[rest]):
             lo, hi = edges[b], edges[b + 1]
+            opening = "(" if lo in points else "["   # the point itself is its own bin
             close = "]" if b == edges.size - 2 else ")"
-            found.append((lo, f"[{_num(lo)}, {_num(hi)}{close}", rest & (which == b)))
+            found.append((lo, f"{opening}{_num(lo)}, {_num(hi)}{close}", rest & (which == b)))
     found.sort(key=lambda t: t[0])
     if missing.any():
         found.append((np.inf, "missing", missing))

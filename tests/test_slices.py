@@ -236,6 +236,13 @@ def test_binning_quantiles_point_masses_missing_and_categories():
     gain = pd.Series(np.where(rng.random(1000) < 0.9, 0, rng.integers(100, 20000, 1000)))
     codes, labels = bin_column(gain, 4)
     assert labels[0] == "= 0" and np.all(codes[gain.to_numpy() == 0] == 0) and len(labels) == 4
+    hours = pd.Series(np.where(rng.random(1000) < 0.45, 40, rng.integers(1, 99, 1000)))
+    codes, labels = bin_column(hours, 4)                                       # a point mass cuts its interval
+    assert "= 40" in labels and any(label.startswith("(40, ") for label in labels)
+    for code, label in enumerate(labels):
+        lo, hi = (float(v) for v in label.strip("[]()= ").split(", ")) if "," in label else (40.0, 40.0)
+        x = hours.to_numpy()[codes == code]
+        assert x.min() >= lo and x.max() <= hi and (not label.startswith("(") or x.min() > lo)
     codes, labels = bin_column(pd.Series([1.0, 2.0, np.nan, 2.0, 10.0]), 4)     # few values: categorical
     assert labels == ["1.0", "2.0", "10.0", "missing"] and codes.tolist() == [0, 1, 3, 1, 2]
     codes, labels = bin_column(pd.Series(["b", "a", None, "b"]), 4)
@@ -277,7 +284,8 @@ def test_point_gains_and_gaps_equal_direct_computation():
         for col, val in zip(m.group["feature"].split(" x "), m.group["value"].split(" & ")):
             if col == "age":
                 lo, hi = (float(v) for v in val.strip("[]()").split(", "))
-                rows &= (frame.age >= lo) & ((frame.age <= hi) if val.endswith("]") else (frame.age < hi))
+                rows &= (frame.age > lo) if val.startswith("(") else (frame.age >= lo)
+                rows &= (frame.age <= hi) if val.endswith("]") else (frame.age < hi)
             else:
                 rows &= frame[col].astype(str) == val
         acc = {r: np.mean(preds[r][rows] == y[rows]) for r in ROLES}
