@@ -411,3 +411,23 @@ def test_no_slice_large_enough_is_insufficient_data_not_a_pass():
     outcome = next(o for o in gate(result.measurements, {"slices"}, policy).outcomes
                    if o.rule.metric == "slices.harmful_count")
     assert outcome.status is Status.INCONCLUSIVE
+
+
+def test_ranked_by_effect_with_its_interval_not_by_p_alone():
+    """A big slice with a small sure loss has the smaller p-value; a smaller slice with a large sure loss
+    ranks first, because its whole interval lies further below zero."""
+    rng = np.random.default_rng(5)
+    n = 6000
+    frame = pd.DataFrame({"big": np.where(np.arange(n) < 3000, "yes", "no"),
+                          "small": np.where(np.arange(n) >= n - 50, "yes", "no")})
+    p2 = np.where(frame.big == "yes", 0.76, np.where(frame.small == "yes", 0.45, 0.85))
+    y = rng.integers(0, 2, n)
+    right = {"adapted": rng.random(n) < p2, "base_probe": rng.random(n) < 0.85, "no_transfer": rng.random(n) < 0.85}
+    preds = {r: np.where(ok, y, 1 - y) for r, ok in right.items()}
+    ev = make_evidence(frame, y, preds, sensitive=("big",), features=("small",))
+    result = slices.run(ev, slices.SlicesConfig(), StatsConfig(n_boot=400))
+    ranked = [m for m in result.measurements if m.metric == "slices.gain_vs_both"]
+    big = next(m for m in ranked if m.group == {"feature": "big", "value": "yes"})
+    small = next(m for m in ranked if m.group == {"feature": "small", "value": "yes"})
+    assert big.details["p_value"] < small.details["p_value"] < 0.01          # p alone would put big first
+    assert ranked[0] is small and small.ci[1] < big.ci[1] < 0
