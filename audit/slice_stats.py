@@ -97,7 +97,7 @@ def candidate_slices(codes: list[np.ndarray], sizes: list[int], depth: int, min_
     same set of rows as that parent and is dropped (it would be the same test counted twice)."""
     total = codes[0].size if codes else 0
     cols, vals, ns = [], [], []
-    kept: dict[tuple, dict[tuple, int]] = {}          # columns -> {values: n} of the slices kept so far
+    seen: dict[tuple, dict[tuple, int]] = {}          # columns -> {values: n} of every large-enough slice
     redundant = 0
     for d in range(1, depth + 1):
         for family in combinations(range(len(codes)), d):
@@ -106,15 +106,15 @@ def candidate_slices(codes: list[np.ndarray], sizes: list[int], depth: int, min_
                 key += codes[c] * radix
                 radix *= sizes[c]
             counts = np.bincount(key, minlength=radix)
-            kept[family] = {}
+            seen[family] = {}
             for flat in np.flatnonzero((counts >= min_n) & (counts < total)):
                 value = tuple(int(v) for v in np.unravel_index(flat, [sizes[c] for c in family]))
                 n = int(counts[flat])
-                if d > 1 and any(kept.get(family[:i] + family[i + 1:], {}).get(value[:i] + value[i + 1:]) == n
+                seen[family][value] = n
+                if d > 1 and any(seen[family[:i] + family[i + 1:]].get(value[:i] + value[i + 1:]) == n
                                  for i in range(d)):
                     redundant += 1
                     continue
-                kept[family][value] = n
                 cols.append(family)
                 vals.append(value)
                 ns.append(n)

@@ -443,3 +443,14 @@ def test_deterministic_under_the_seed():
 
     assert once(0) == once(0)
     assert once(0)[0] != once(1)[0]                 # the seed reaches the refined draw
+
+
+def test_three_way_intersection_equal_to_a_single_value_is_not_tested_again():
+    a = np.array([0] * 40 + [1] * 60)
+    b = np.array([0] * 50 + [1] * 50)          # a=0 lies inside b=0
+    c = np.array([0] * 45 + [1] * 55)          # a=0 lies inside c=0
+    found = candidate_slices([a, b, c], [2, 2, 2], depth=3, min_n=30)
+    members = {(cols, vals) for cols, vals in zip(found.columns, found.values)}
+    assert ((0,), (0,)) in members
+    assert ((0, 1), (0, 0)) not in members and ((0, 2), (0, 0)) not in members
+    assert ((0, 1, 2), (0, 0, 0)) not in members

@@ -202,15 +202,15 @@ def run(evidence, config: SlicesConfig, stats) -> CheckResult:
     out += [_slice_measurement(result, i, rank) for rank, i in enumerate(result.order[:config.top], 1)]
     tables = {"top_slices": _top_table(result, config, stats.ci_level)}
     tables.update(driver_tables(evidence, config.split, stats))
-    notes = (f"{len(result.n)} slices tested over {len(columns)} columns ({', '.join(columns)}), depth "
-             f"{config.depth}, at least {stats.min_group_n} rows each; {result.redundant} intersections equal to "
-             "one of their parents were not tested twice. Numeric columns are cut into "
-             f"{config.bins} quantile bins on the audited split (a value holding 1/{config.bins} of the rows is a bin "
-             "of its own).",
-             f"Test of 'adapted worse than both base_probe and no_transfer' in a slice: {TEST}; Benjamini-Hochberg "
-             f"across all {len(result.n)} slices at FDR {config.fdr:g}. {int(result.significant.sum())} significant.",
-             "Slices are ranked by the upper end of the interval of gain_vs_both = max(gain vs base_probe, gain vs "
-             "no_transfer): first the slice where the data most surely show that fine-tuning lost to both.")
+    tested = len(result.n)
+    notes = ((f"{tested} slices tested over {len(columns)} columns ({', '.join(columns)}), depth {config.depth}, "
+              f"at least {stats.min_group_n} rows each; {result.redundant} intersections equal to one of their "
+              f"parents were not tested twice. Numeric columns are cut into {config.bins} quantile bins on the "
+              f"audited split (a value holding 1/{config.bins} of the rows is a bin of its own)."),
+             (f"Test of 'adapted worse than both base_probe and no_transfer' in a slice: {TEST}; Benjamini-Hochberg "
+              f"across all {tested} slices at FDR {config.fdr:g}. {int(result.significant.sum())} significant."),
+             ("Slices are ranked by the upper end of the interval of gain_vs_both = max(gain vs base_probe, gain "
+              "vs no_transfer): first the slice where the data most surely show that fine-tuning lost to both."))
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=notes)
 
 
@@ -269,7 +269,7 @@ def _top_table(result: Scan, config: SlicesConfig, level: float) -> dict:
     return {"title": f"Slices where fine-tuning did worst ({len(result.n)} tested, "
                      f"{int(result.significant.sum())} significant at FDR {config.fdr:g})",
             "note": f"Paired {config.metric.value} gains of the adapted model inside each slice, with "
-                    f"{int(round(level * 100))}% paired bootstrap intervals; gaps are the adapted model's rate inside minus outside the slice; "
+                    f"{round(level * 100)}% paired bootstrap intervals; gaps are the adapted model's rate inside minus outside the slice; "
                     "q is the Benjamini-Hochberg adjusted p-value; 'contradicts' lists the references the "
                     "adapted model is surely worse than there.",
             "columns": columns + ["p", "q", "significant", "contradicts"], "rows": rows}
