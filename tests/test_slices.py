@@ -454,3 +454,27 @@ def test_three_way_intersection_equal_to_a_single_value_is_not_tested_again():
     assert ((0,), (0,)) in members
     assert ((0, 1), (0, 0)) not in members and ((0, 2), (0, 0)) not in members
     assert ((0, 1, 2), (0, 0, 0)) not in members
+
+
+def test_drivers_over_many_groups_match_one_group_at_a_time():
+    from transfer_audit.checks.slice_drivers import matched
+
+    rng = np.random.default_rng(6)
+    conf = rng.integers(1, 50, size=(7, 12, 2, 2))               # 7 resamples, 12 groups
+    groups = np.arange(12)
+    together = matched(conf, True, groups)
+    for g in groups:
+        alone = matched(conf, True, [g])[0]
+        np.testing.assert_allclose(together[g], alone)
+        others = np.delete(np.arange(12), g)
+        np.testing.assert_array_equal(alone[:, others], conf[:, others])       # only group g changes
+        tpr = alone[:, g, 1, 1] / alone[:, g, 1].sum(-1)
+        np.testing.assert_allclose(tpr, conf[:, :, 1, 1].sum(1) / conf[:, :, 1].sum((1, 2)))   # the split's TPR
+        np.testing.assert_allclose(alone[:, g].sum(-1), conf[:, g].sum(-1))                    # its class sizes
+    frame = pd.DataFrame({"country": np.repeat([f"c{i:02d}" for i in range(12)], 200)})
+    y = rng.integers(0, 2, frame.shape[0])
+    sel = (rng.random(frame.shape[0]) < np.where(frame.country == "c10", 0.8, 0.3)).astype(int)
+    ev = make_evidence(frame, y, {"adapted": sel, "base_probe": sel, "no_transfer": y}, sensitive=("country",))
+    table = slices.run(ev, slices.SlicesConfig(), StatsConfig(n_boot=100)).tables["drivers:country"]
+    dp = [r for r in table["rows"] if r[0] == "demographic_parity_difference"]
+    assert len(dp) == 12 and dp[0][1] == "c10" and dp[0][8] > 0.3

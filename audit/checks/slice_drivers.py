@@ -25,19 +25,25 @@ BY_LABEL = NEEDS_LABELS                   # matched per true class (TPR/FPR); th
 HIGHER_IS_FAIRER = {"demographic_parity_ratio"}
 
 
-def matched(conf: np.ndarray, by_label: bool) -> np.ndarray:
-    """Counts (G, ..., G, K, K): entry g is conf (..., G, K, K) with group g's rates replaced by the whole
-    split's, g's size (per true class when by_label) kept."""
+def matched(conf: np.ndarray, by_label: bool, groups) -> np.ndarray:
+    """Counts (len(groups), ..., G, K, K): entry j is conf (..., G, K, K) with group groups[j]'s rates replaced
+    by the whole split's, its size (per true class when by_label) kept."""
     conf = conf.astype(float)
-    g = conf.shape[-3]
+    groups = np.asarray(groups)
     total = conf.sum(axis=-3, keepdims=True)
     axes = (-1,) if by_label else (-1, -2)
     with np.errstate(invalid="ignore", divide="ignore"):
         replaced = np.nan_to_num(total * (conf.sum(axes, keepdims=True) / total.sum(axes, keepdims=True)))
-    out = np.broadcast_to(conf, (g,) + conf.shape).copy()
-    idx = np.arange(g)
-    out[idx, ..., idx, :, :] = np.moveaxis(replaced, -3, 0)
+    out = np.broadcast_to(conf, (groups.size,) + conf.shape).copy()
+    out[np.arange(groups.size), ..., groups, :, :] = np.moveaxis(replaced[..., groups, :, :], -3, 0)
     return out
+
+
+def _matched_disparities(conf, classes, big, labelled, by_label: bool, groups, chunk: int = 8) -> dict:
+    """Every disparity with each of groups matched in turn: {d: (len(groups), ...)}; chunks bound memory."""
+    parts = [disparities(matched(conf, by_label, groups[i:i + chunk]), classes, big, labelled)
+             for i in range(0, len(groups), chunk)]
+    return {d: np.concatenate([p[d] for p in parts], axis=0) for d in DISPARITIES}
 
 
 def _masks(codes, y, g: int, k: int, classes, stats):
@@ -63,9 +69,11 @@ def feature_drivers(y, preds: dict, codes, names, k: int, classes, cells, stats)
     rates = {role: _group_rates(conf[role], classes) for role in preds}
     whole = {r: (disparities(conf[r], classes, big, labelled), disparities(boot[r], classes, big, labelled))
              for r in preds}
-    # (role, by_label) -> all disparities with group g matched, for every g at once (leading axis g)
-    matched_d = {(r, by_label): (disparities(matched(conf[r], by_label), classes, big, labelled),
-                                 disparities(matched(boot[r], by_label), classes, big, labelled))
+    groups = np.flatnonzero(big)
+    position = {int(i): j for j, i in enumerate(groups)}
+    # (role, by_label) -> every disparity with each large-enough group matched in turn (leading axis: groups)
+    matched_d = {(r, by_label): (_matched_disparities(conf[r], classes, big, labelled, by_label, groups),
+                                 _matched_disparities(boot[r], classes, big, labelled, by_label, groups))
                  for r in preds for by_label in (False, True)}
     rows = []
     for d in DISPARITIES:
@@ -78,7 +86,8 @@ def feature_drivers(y, preds: dict, codes, names, k: int, classes, cells, stats)
             moved = {}
             for r in preds:
                 mp, mb = matched_d[r, d in BY_LABEL]
-                moved[r] = (sign * (whole[r][0][d] - mp[d][i]), sign * (whole[r][1][d] - mb[d][i]), mp[d][i])
+                j = position[int(i)]
+                moved[r] = (sign * (whole[r][0][d] - mp[d][j]), sign * (whole[r][1][d] - mb[d][j]), mp[d][j])
             ci = percentile_ci(moved[A][1], stats.ci_level) or (None, None)
             row = [d, names[i], int(n_g[i]), rate_name, _f(rates[A][rate_key][i]),
                    _f(rates[M1][rate_key][i]) if M1 in rates else None, _f(whole[A][0][d]), _f(moved[A][2]),
@@ -95,7 +104,7 @@ def feature_drivers(y, preds: dict, codes, names, k: int, classes, cells, stats)
 
 
 def _group_rates(conf: np.ndarray, classes) -> dict:
-    """Per-group rates of the worst class (binary: the positive class)."""
+    """Per-group rates for the rate columns (binary: the positive class; multiclass: the last class)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         n = conf.sum((-1, -2))
         out = {"accuracy": np.trace(conf, axis1=-2, axis2=-1) / n}
