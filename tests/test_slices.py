@@ -395,6 +395,7 @@ def test_default_policy_warns_on_a_harmful_slice_and_results_round_trip():
         outcomes[name] = next(o for o in gate(result.measurements, {"slices"}, policy).outcomes if o.rule is rule)
     assert outcomes["harm"].status is Status.WARN and outcomes["harm"].value >= 1
     assert outcomes["clean"].status is Status.PASS
+    assert {m.metric for m in result.measurements} == set(slices.METRICS)     # every metric usable in a rule
 
 
 def test_no_slice_large_enough_is_insufficient_data_not_a_pass():

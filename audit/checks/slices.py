@@ -22,7 +22,7 @@ from ..results import CheckResult, Measurement, ModelRole, Status, skipped
 from ..slice_stats import RefinedDraw, benjamini_hochberg, bin_column, candidate_slices, mcnemar_worse, membership
 
 NAME = "slices"
-METRICS = ("slices.harmful_count", "slices.gain_vs_best")
+METRICS = ("slices.harmful_count", "slices.gain_vs_both")
 OPTIONS = frozenset({"split", "columns", "depth", "bins", "metric", "fdr", "top"})
 A, M1, M0 = ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value, ModelRole.NO_TRANSFER.value
 TEST = "intersection-union: max of the one-sided exact McNemar p-values vs base_probe and vs no_transfer"
