@@ -7,8 +7,9 @@ M2 - M1 and M2 - M0 of the metric inside the slice, and M2's selection-rate and 
 all on the split's shared bootstrap refined by the slice columns (slice_stats.RefinedDraw), so they are paired
 with every other check. The test of "M2 worse than both" is an intersection-union test: the larger of the two
 one-sided exact McNemar p-values; Benjamini-Hochberg across all slices tested controls the false discovery rate.
-Slices are ranked by the upper end of the interval of gain_vs_best = min(M2 - M1, M2 - M0): first the slice
-where the data most surely show a large loss, not the one with the smallest p-value.
+Slices are ranked by the upper end of the interval of gain_vs_both = max(M2 - M1, M2 - M0), M2 minus the weaker
+reference, negative only where M2 is worse than both: first the slice where the data most surely show a large
+loss, not the one with the smallest p-value. docs/slices.md has the details and measured cost.
 """
 from __future__ import annotations
 
