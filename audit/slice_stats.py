@@ -101,15 +101,14 @@ def candidate_slices(codes: list[np.ndarray], sizes: list[int], depth: int, min_
     redundant = 0
     for d in range(1, depth + 1):
         for family in combinations(range(len(codes)), d):
-            key, radix = np.zeros(total, dtype=np.int64), 1
-            for c in reversed(family):
-                key += codes[c] * radix
-                radix *= sizes[c]
-            counts = np.bincount(key, minlength=radix)
+            shape = [sizes[c] for c in family]
+            flat_keys, counts = np.unique(np.ravel_multi_index([codes[c] for c in family], shape),
+                                          return_counts=True)        # only the combinations that occur
             seen[family] = {}
-            for flat in np.flatnonzero((counts >= min_n) & (counts < total)):
-                value = tuple(int(v) for v in np.unravel_index(flat, [sizes[c] for c in family]))
-                n = int(counts[flat])
+            keep = (counts >= min_n) & (counts < total)
+            for flat, n in zip(flat_keys[keep], counts[keep]):
+                value = tuple(int(v) for v in np.unravel_index(flat, shape))
+                n = int(n)
                 seen[family][value] = n
                 if d > 1 and any(seen[family[:i] + family[i + 1:]].get(value[:i] + value[i + 1:]) == n
                                  for i in range(d)):
@@ -130,13 +129,12 @@ def membership(slices: Slices, codes: list[np.ndarray], rows: np.ndarray) -> tup
     for family, members in by_family.items():
         sizes = [int(max(codes[c].max(), 0)) + 1 for c in family]
         key = np.ravel_multi_index([codes[c][rows] for c in family], sizes)
-        lookup = np.full(int(np.prod(sizes)), -1, dtype=np.int64)
-        for s in members:
-            lookup[np.ravel_multi_index(slices.values[s], sizes)] = s
-        hit = lookup[key]
-        inside = np.flatnonzero(hit >= 0)
+        slice_keys = np.array([np.ravel_multi_index(slices.values[s], sizes) for s in members])
+        order = np.argsort(slice_keys)
+        at = np.minimum(np.searchsorted(slice_keys[order], key), len(members) - 1)
+        inside = np.flatnonzero(slice_keys[order][at] == key)
         r_idx.append(inside)
-        s_idx.append(hit[inside])
+        s_idx.append(np.asarray(members)[order][at[inside]])
     if not r_idx:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(r_idx), np.concatenate(s_idx)

@@ -86,7 +86,8 @@ def _planted_round(adult, seed, stats):
     planted = ((train.occupation == "Exec-managerial") & (train.age >= lo) & (train.age < hi)).to_numpy()
     y_train, x_train, x_cur = adult.labels(train), adult.codes(train), adult.codes(current)
     y = adult.labels(current)
-    refs = {"base_probe": adult.m1.predict(adult.design(current)), "no_transfer": adult.m0.predict(adult.design(current))}
+    design = adult.design(current)
+    refs = {"base_probe": adult.m1.predict(design), "no_transfer": adult.m0.predict(design)}
     out = {}
     for name, labels in (("planted", np.where(planted, 1 - y_train, y_train)), ("clean", y_train)):
         with threadpool_limits(1):
@@ -132,7 +133,8 @@ def _synthetic(n, rng, harm=0.0):
 
 
 def _scan_synthetic(frame, y, preds, seed, n_boot=20):
-    cells = CellBootstrap([y] + [preds[r] for r in sorted(preds)] + [frame["group"].factorize(sort=True)[0]], n_boot, seed)
+    keys = [y] + [preds[r] for r in sorted(preds)] + [frame["group"].factorize(sort=True)[0]]
+    cells = CellBootstrap(keys, n_boot, seed)
     return slices.scan(frame, y, preds, ["group", "a", "b"], cells, 1, slices.SlicesConfig(),
                        StatsConfig(n_boot=n_boot, min_group_n=30), seed)
 
@@ -367,7 +369,8 @@ def test_run_errors_and_skips():
     ev = make_evidence(frame, y, preds, sensitive=("sex",))
     with pytest.raises(InputError, match="checks.slices.columns names column 'nope'"):
         slices.run(ev, slices.SlicesConfig(columns=("nope",)), StatsConfig(n_boot=50))
-    multi = make_evidence(frame, y % 3, {r: p % 3 for r, p in preds.items()}, classes=("a", "b", "c"), sensitive=("sex",))
+    multi = make_evidence(frame, y % 3, {r: p % 3 for r, p in preds.items()}, classes=("a", "b", "c"),
+                          sensitive=("sex",))
     with pytest.raises(InputError, match="checks.slices.metric must be accuracy"):
         slices.run(multi, slices.SlicesConfig(metric=slices.SliceMetric.TPR), StatsConfig(n_boot=50))
     two = make_evidence(frame, y, {"adapted": preds["adapted"], "base_probe": preds["base_probe"]}, sensitive=("sex",))

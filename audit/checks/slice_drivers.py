@@ -61,6 +61,9 @@ def feature_drivers(y, preds: dict, codes, names, k: int, classes, cells, stats)
     moves introduced, low, high] for one sensitive feature, and the groups left out as too small."""
     g = len(names)
     n_g, big, labelled = _masks(codes, y, g, k, classes, stats)
+    small = [names[i] for i in range(g) if not big[i]]
+    if big.sum() < 2:                       # no disparity to decompose (the bias check says INSUFFICIENT_DATA)
+        return [], small
     conf, boot = {}, {}
     for role, pred in preds.items():
         full = (codes * k + y) * k + pred
@@ -98,7 +101,6 @@ def feature_drivers(y, preds: dict, codes, names, k: int, classes, cells, stats)
             else:
                 row += [None, None, None]
             rows.append(row)
-    small = [names[i] for i in range(g) if not big[i]]
     rows.sort(key=lambda r: (DISPARITIES.index(r[0]), -(r[8] if r[8] is not None else -np.inf)))
     return rows, small
 
@@ -142,7 +144,7 @@ def driver_tables(evidence, split_name: str, stats) -> dict:
     split = ds.splits[split_name]
     y, k = split.y, ds.n_classes
     classes = [ds.positive] if ds.positive is not None else list(range(k))
-    preds = {r: evidence.pred(r, split_name) for r in (A, M1) if r in evidence.probs and split_name in evidence.probs[r]}
+    preds = {r: evidence.pred(r, split_name) for r in (A, M1) if split_name in evidence.probs.get(r, {})}
     if A not in preds:
         return {}
     cells = evidence.cells(split_name, stats.n_boot)

@@ -270,7 +270,8 @@ def _top_table(result: Scan, config: SlicesConfig, level: float) -> dict:
     return {"title": f"Slices where fine-tuning did worst ({len(result.n)} tested, "
                      f"{int(result.significant.sum())} significant at FDR {config.fdr:g})",
             "note": f"Paired {config.metric.value} gains of the adapted model inside each slice, with "
-                    f"{round(level * 100)}% paired bootstrap intervals; gaps are the adapted model's rate inside minus outside the slice; "
+                    f"{round(level * 100)}% paired bootstrap intervals; gaps are the adapted model's rate inside "
+                    "minus outside the slice; "
                     "q is the Benjamini-Hochberg adjusted p-value; 'contradicts' lists the references the "
                     "adapted model is surely worse than there.",
             "columns": columns + ["p", "q", "significant", "contradicts"], "rows": rows}
