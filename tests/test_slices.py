@@ -9,6 +9,7 @@ import pytest
 from transfer_audit.checks import slices
 from transfer_audit.checks.base import StatsConfig
 from transfer_audit.results import Status
+from transfer_audit.slice_scan import SliceMetric, scan
 from transfer_audit.slice_stats import RefinedDraw, benjamini_hochberg, bin_column, candidate_slices, mcnemar_worse
 from transfer_audit.stats import CellBootstrap
 
@@ -95,13 +96,13 @@ def _planted_round(adult, seed, stats):
         preds = {"adapted": pred, **refs}
         cells = CellBootstrap([y] + [preds[r] for r in sorted(preds)] + [current[c].astype(str).factorize(sort=True)[0]
                                                                           for c in SENSITIVE], stats.n_boot, seed)
-        out[name] = slices.scan(current, y, preds, list(SENSITIVE + FEATURES), cells, 1, slices.SlicesConfig(),
-                                stats, seed)
+        out[name] = scan(current, y, preds, list(SENSITIVE + FEATURES), cells, 1, seed=seed,
+                         min_n=stats.min_group_n, ci_level=stats.ci_level)
     return out, {("occupation x age", f"Exec-managerial & {band}"), ("age x occupation", f"{band} & Exec-managerial")}
 
 
-def _first(scan):
-    return scan.labels[scan.order[0]]
+def _first(result):
+    return result.labels[result.order[0]]
 
 
 def test_planted_slice_ranks_first_and_clean_controls_stay_quiet(adult):
@@ -135,8 +136,7 @@ def _synthetic(n, rng, harm=0.0):
 def _scan_synthetic(frame, y, preds, seed, n_boot=20):
     keys = [y] + [preds[r] for r in sorted(preds)] + [frame["group"].factorize(sort=True)[0]]
     cells = CellBootstrap(keys, n_boot, seed)
-    return slices.scan(frame, y, preds, ["group", "a", "b"], cells, 1, slices.SlicesConfig(),
-                       StatsConfig(n_boot=n_boot, min_group_n=30), seed)
+    return scan(frame, y, preds, ["group", "a", "b"], cells, 1, seed=seed, min_n=30)
 
 
 def test_level_under_least_favourable_null_and_power_under_harm():
@@ -218,7 +218,7 @@ def test_other_checks_unchanged_by_the_scan():
         stats = StatsConfig(n_boot=200)
         if run_slices_first:
             slices.run(ev, slices.SlicesConfig(), stats)
-        ms = performance.run(ev, None, stats).measurements + \
+        ms = performance.run(ev, performance.PerformanceConfig(), stats).measurements + \
             bias.run(ev, bias.BiasConfig(counterfactual=False), stats).measurements + \
             tuple(transfer.gains(ev, transfer.TransferConfig(), stats)) + \
             tuple(transfer.group_gains(ev, transfer.TransferConfig(), stats))
@@ -305,7 +305,7 @@ def test_point_gains_and_gaps_equal_direct_computation():
 def test_tpr_metric_restricts_gains_to_positives():
     frame, y, preds = _adult_like()
     ev = make_evidence(frame, y, preds, sensitive=("sex", "race"), features=("job",))
-    result = slices.run(ev, slices.SlicesConfig(metric=slices.SliceMetric.TPR, columns=("sex",), depth=1),
+    result = slices.run(ev, slices.SlicesConfig(metric=SliceMetric.TPR, columns=("sex",), depth=1),
                         StatsConfig(n_boot=100, min_group_n=10, min_pos=10))
     m = next(m for m in result.measurements if m.metric == "slices.gain_vs_both" and m.group["value"] == "Female")
     rows = (frame.sex == "Female").to_numpy() & (y == 1)
@@ -341,38 +341,42 @@ def test_drivers_reproduce_the_bias_disparity_and_find_the_driving_group():
 # ---- check contract: options, errors, policy, JSON -------------------------------------------------------------
 
 def test_options_parse_and_bad_values_are_named():
-    from transfer_audit.checks import get_check
-    from transfer_audit.errors import InputError
+    from transfer_audit.checks import CHECKS
+    from transfer_audit.errors import MSG_BAD_VALUE, MSG_UNKNOWN_KEY, MSG_WRONG_TYPE, InputError
     from transfer_audit.validate import Section
 
-    check = get_check("slices")
+    check = CHECKS["slices"]
 
     def parse(opts):
         return check.parse_config(Section(opts, "audit.yaml", "checks.slices", check.option_names))
 
     cfg = parse({"depth": 3, "bins": 5, "metric": "tnr", "fdr": 0.05, "top": 3, "columns": ["sex", "age"]})
-    assert cfg == slices.SlicesConfig(columns=("sex", "age"), depth=3, bins=5, metric=slices.SliceMetric.TNR,
+    assert cfg == slices.SlicesConfig(columns=("sex", "age"), depth=3, bins=5, metric=SliceMetric.TNR,
                                       fdr=0.05, top=3)
     assert parse({}) == slices.SlicesConfig()
-    for bad, field in (({"depth": 4}, "checks.slices.depth"), ({"fdr": 0.9}, "checks.slices.fdr"),
-                       ({"metric": "f1"}, "checks.slices.metric"), ({"columns": [1]}, "checks.slices.columns")):
-        with pytest.raises(InputError, match=field.replace(".", r"\.")):
+    for bad, code in (({"depth": 4}, MSG_BAD_VALUE), ({"fdr": 0.9}, MSG_BAD_VALUE), ({"metric": "f1"}, MSG_BAD_VALUE),
+                      ({"columns": [1]}, MSG_WRONG_TYPE), ({"split": "train"}, MSG_BAD_VALUE)):
+        with pytest.raises(InputError) as e:
             parse(bad)
-    with pytest.raises(InputError, match="unknown key 'dpeth'.*did you mean 'depth'"):
+        assert e.value.code == code.code and f"checks.slices.{next(iter(bad))}" in e.value.message
+    with pytest.raises(InputError) as e:
         parse({"dpeth": 2})
+    assert e.value.code == MSG_UNKNOWN_KEY.code and "did you mean 'depth'" in e.value.message
 
 
 def test_run_errors_and_skips():
-    from transfer_audit.errors import InputError
+    from transfer_audit.errors import MSG_BAD_VALUE, MSG_MISSING_COLUMN, InputError
 
     frame, y, preds = _adult_like()
     ev = make_evidence(frame, y, preds, sensitive=("sex",))
-    with pytest.raises(InputError, match="checks.slices.columns names column 'nope'"):
+    with pytest.raises(InputError) as e:
         slices.run(ev, slices.SlicesConfig(columns=("nope",)), StatsConfig(n_boot=50))
+    assert e.value.code == MSG_MISSING_COLUMN.code and "checks.slices.columns names column 'nope'" in e.value.message
     multi = make_evidence(frame, y % 3, {r: p % 3 for r, p in preds.items()}, classes=("a", "b", "c"),
                           sensitive=("sex",))
-    with pytest.raises(InputError, match="checks.slices.metric must be accuracy"):
-        slices.run(multi, slices.SlicesConfig(metric=slices.SliceMetric.TPR), StatsConfig(n_boot=50))
+    with pytest.raises(InputError) as e:
+        slices.run(multi, slices.SlicesConfig(metric=SliceMetric.TPR), StatsConfig(n_boot=50))
+    assert e.value.code == MSG_BAD_VALUE.code and "checks.slices.metric must be accuracy" in e.value.message
     two = make_evidence(frame, y, {"adapted": preds["adapted"], "base_probe": preds["base_probe"]}, sensitive=("sex",))
     assert slices.run(two, slices.SlicesConfig(), StatsConfig(n_boot=50)).status is Status.SKIPPED
     none = make_evidence(frame, y, preds, sensitive=())
@@ -461,7 +465,7 @@ def test_three_way_intersection_equal_to_a_single_value_is_not_tested_again():
 
 
 def test_drivers_over_many_groups_match_one_group_at_a_time():
-    from transfer_audit.checks.slice_drivers import matched
+    from transfer_audit.checks.slices import matched
 
     rng = np.random.default_rng(6)
     conf = rng.integers(1, 50, size=(7, 12, 2, 2))               # 7 resamples, 12 groups

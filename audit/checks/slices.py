@@ -1,204 +1,85 @@
 """Slices: where did fine-tuning hurt? A paired scan for slices where the adapted model (M2) is worse than both
-the frozen base with a probe (M1) and the no-pretraining control (M0).
+the frozen base with a probe (M1) and the no-pretraining control (M0), and what drives each disparity.
 
 Candidates: every value of each sensitive column and declared feature (numeric ones binned, slice_stats.bin_column)
-and their intersections up to `depth` columns, each with at least min_group_n rows. Per slice: the paired gains
-M2 - M1 and M2 - M0 of the metric inside the slice, and M2's selection-rate and error-rate gaps against the rest,
-all on the split's shared bootstrap refined by the slice columns (slice_stats.RefinedDraw), so they are paired
-with every other check. The test of "M2 worse than both" is an intersection-union test: the larger of the two
+and their intersections up to `depth` columns, each with at least min_group_n rows. Per slice (slice_scan.scan):
+the paired gains M2 - M1 and M2 - M0 of the metric inside the slice, and M2's selection-rate and error-rate gaps
+against the rest, all on the split's shared bootstrap refined by the slice columns (slice_stats.RefinedDraw), so
+they are paired with every other check. "M2 worse than both" is an intersection-union test: the larger of the two
 one-sided exact McNemar p-values; Benjamini-Hochberg across all slices tested controls the false discovery rate.
 Slices are ranked by the upper end of the interval of gain_vs_both = max(M2 - M1, M2 - M0), M2 minus the weaker
 reference, negative only where M2 is worse than both: first the slice where the data most surely show a large
-loss, not the one with the smallest p-value. docs/slices.md has the details and measured cost.
+loss, not the one with the smallest p-value.
+
+Drivers: for each sensitive feature (and pair) and disparity, how much each group's rates move the disparity: it is
+recomputed with that group's rates set to the whole split's (its confusion counts replaced by the split's, scaled
+to its size, per true class for TPR/FPR); "moves" is how much smaller (for the four-fifths ratio: larger) it gets,
+also for bias.introduced. The check cannot see the gate, so every feature and disparity gets a table
+(`drivers:<feature>`) for the report to show next to a failing or inconclusive bias rule. docs/slices.md has the
+details and the measured cost.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import MSG_BAD_VALUE, MSG_MISSING_COLUMN, InputError
+from ..options import option
 from ..results import CheckResult, Measurement, ModelRole, Status, skipped
-from ..slice_stats import RefinedDraw, benjamini_hochberg, bin_column, candidate_slices, mcnemar_worse, membership
+from ..slice_scan import Scan, SliceMetric, scan
+from ..stats import percentile_ci
+from .common import DISPARITIES, NEEDS_LABELS, confusion_rates, disparities, group_codes
 
 NAME = "slices"
 METRICS = ("slices.harmful_count", "slices.gain_vs_both")
-OPTIONS = frozenset({"split", "columns", "depth", "bins", "metric", "fdr", "top"})
 A, M1, M0 = ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value, ModelRole.NO_TRANSFER.value
 TEST = "intersection-union: max of the one-sided exact McNemar p-values vs base_probe and vs no_transfer"
-
-
-class SliceMetric(str, Enum):
-    ACCURACY = "accuracy"      # all rows of the slice
-    TPR = "tpr"                # accuracy on the slice's positives (binary tasks)
-    TNR = "tnr"                # accuracy on the slice's negatives (binary tasks)
+RATE_OF = {"demographic_parity_difference": ("selection rate", "selection_rate"),
+           "demographic_parity_ratio": ("selection rate", "selection_rate"),
+           "equal_opportunity_difference": ("TPR", "tpr"), "accuracy_difference": ("accuracy", "accuracy")}
+HIGHER_IS_FAIRER = {"demographic_parity_ratio"}
 
 
 @dataclass(frozen=True)
 class SlicesConfig:
-    split: str = "current"
-    columns: tuple[str, ...] | None = None      # None: the spec's sensitive columns and features
-    depth: int = 2
-    bins: int = 4
-    metric: SliceMetric = SliceMetric.ACCURACY
-    fdr: float = 0.10
-    top: int = 10
-
-
-def parse_config(section) -> SlicesConfig:
-    columns = section.str_list("columns")
-    return SlicesConfig(split=section.str("split", "current", choices={"current", "reference"}),
-                        columns=tuple(dict.fromkeys(columns)) if columns else None,
-                        depth=section.int("depth", 2, lo=1, hi=3), bins=section.int("bins", 4, lo=2, hi=20),
-                        metric=SliceMetric(section.str("metric", "accuracy", choices={m.value for m in SliceMetric})),
-                        fdr=section.float("fdr", 0.10, lo=1e-6, hi=0.5), top=section.int("top", 10, lo=1, hi=1000))
-
-
-# A row's scan cell: code = metric_row*16 + m2_right*8 + m1_right*4 + m0_right*2 + m2_selected. Every statistic
-# below is a linear function of the counts of these 32 cells, so a slice is summarised by COEF (32 x 7).
-_BITS = np.array([[(c >> s) & 1 for s in (4, 3, 2, 1, 0)] for c in range(32)])
-_E, _R2, _R1, _R0, _SEL = _BITS.T
-COLUMNS = ("n", "n_metric", "right_adapted", "right_base_probe", "right_no_transfer", "selected", "wrong")
-COEF = np.stack([np.ones(32), _E, _E * _R2, _E * _R1, _E * _R0, _SEL, 1 - _R2], axis=1).astype(float)
-
-
-def scan_codes(y, pred2, pred1, pred0, positive, metric: SliceMetric) -> np.ndarray:
-    if metric is SliceMetric.ACCURACY:
-        elig = np.ones(y.size, dtype=np.int64)
-    else:
-        elig = (y == positive) if metric is SliceMetric.TPR else (y != positive)
-    sel = (pred2 == positive) if positive is not None else np.zeros(y.size, dtype=bool)
-    return (elig.astype(np.int64) * 16 + (pred2 == y) * 8 + (pred1 == y) * 4 + (pred0 == y) * 2 + sel).astype(np.int64)
-
-
-def slice_statistics(x: np.ndarray, total: np.ndarray, coef: np.ndarray = COEF) -> dict:
-    """Gains and gaps from cell counts x (..., S, cells) of the slices and total (..., cells) of the whole split;
-    coef holds the rows of COEF for the cells present."""
-    v = (x.reshape(-1, x.shape[-1]) @ coef).reshape(*x.shape[:-1], coef.shape[1])
-    t = (total @ coef)[..., None, :]
-    rest = t - v
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d1 = (v[..., 2] - v[..., 3]) / v[..., 1]
-        d0 = (v[..., 2] - v[..., 4]) / v[..., 1]
-        return {"gain_vs_both": np.maximum(d1, d0), "gain_vs_base_probe": d1, "gain_vs_no_transfer": d0,
-                "selection_rate_gap": v[..., 5] / v[..., 0] - rest[..., 5] / rest[..., 0],
-                "error_rate_gap": v[..., 6] / v[..., 0] - rest[..., 6] / rest[..., 0]}
-
-
-@dataclass(frozen=True)
-class Scan:
-    """Every tested slice, in candidate order; arrays have one entry per slice."""
-
-    labels: list[tuple[str, str]]          # (feature, value), e.g. ("occupation x age", "Sales & [28, 37)")
-    n: np.ndarray
-    n_metric: np.ndarray
-    point: dict
-    ci: dict                               # name -> (S, 2) array of interval ends
-    p_vs: dict                             # role -> one-sided McNemar p-values
-    p: np.ndarray
-    q: np.ndarray
-    significant: np.ndarray
-    order: np.ndarray                      # slice indices, most surely harmful first
-    redundant: int
-    overall: dict
-
-
-def scan(frame, y, preds: dict, columns, cells, positive, config: SlicesConfig, stats, seed: int) -> Scan:
-    """The paired slice scan on one split; cells is the split's shared stats.CellBootstrap."""
-    binned = [bin_column(frame[c], config.bins) for c in columns]
-    codes = [b[0] for b in binned]
-    slices = candidate_slices(codes, [len(b[1]) for b in binned], config.depth, stats.min_group_n)
-    present, code = np.unique(scan_codes(y, preds[A], preds[M1], preds[M0], positive, config.metric),
-                              return_inverse=True)
-    coef, bits, k = COEF[present], _BITS[present], present.size        # only the scan cells that occur
-    draw = RefinedDraw(cells, codes, seed)
-    point_counts, samples = _slice_counts(slices, codes, code.reshape(-1), k, coef, draw)
-    point = slice_statistics(point_counts, np.bincount(code.reshape(-1), minlength=k), coef)
-    ci = {name: _intervals(v, stats.ci_level) for name, v in samples.items()}
-    metric_rows, right2 = bits[:, 0] == 1, bits[:, 1] == 1
-    p_vs = {}
-    for role, bit in ((M1, 2), (M0, 3)):
-        right_other = bits[:, bit] == 1
-        p_vs[role] = mcnemar_worse(point_counts[:, metric_rows & ~right2 & right_other].sum(1),
-                                   point_counts[:, metric_rows & right2 & ~right_other].sum(1))
-    p = np.maximum(p_vs[M1], p_vs[M0])                       # intersection-union test of "worse than both"
-    q, significant = benjamini_hochberg(p, config.fdr)
-    upper = ci["gain_vs_both"][:, 1]
-    order = np.lexsort((point["gain_vs_both"], np.where(np.isfinite(upper), upper, np.inf)))
-    labels = [(" x ".join(columns[c] for c in fam), " & ".join(binned[c][1][v] for c, v in zip(fam, val)))
-              for fam, val in zip(slices.columns, slices.values)]
-    t = np.bincount(code.reshape(-1), minlength=k) @ coef
-    overall = {"gain_vs_base_probe": float((t[2] - t[3]) / t[1]) if t[1] else None,
-               "gain_vs_no_transfer": float((t[2] - t[4]) / t[1]) if t[1] else None}
-    return Scan(labels, slices.n, (point_counts @ coef)[:, 1].astype(np.int64), point, ci, p_vs, p, q,
-                significant, order, slices.redundant, overall)
-
-
-def _slice_counts(slices, codes, code, k: int, coef, draw: RefinedDraw):
-    """Point cell counts (S, k) of every slice, and every statistic on every resample of the refined draw.
-
-    A sparse matrix maps each fine cell of the draw to (slice, scan cell) for every slice it lies in, so one
-    sparse product per chunk of resamples gives all slices' cell counts at once."""
-    from scipy.sparse import csr_matrix
-
-    s_total = len(slices)
-    fine_code = code[draw.representative]
-    rows, members = membership(slices, codes, draw.representative)
-    z = csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, members * k + fine_code[rows])),
-                   shape=(draw.n_fine, s_total * k))
-    onehot = np.eye(k, dtype=np.float32)[fine_code]
-    point = np.asarray(draw.sizes.astype(np.float32) @ z).reshape(s_total, k).astype(np.int64)
-    samples = {name: np.empty((draw.n_boot, s_total), dtype=np.float32)
-               for name in slice_statistics(point[:0], np.zeros(k), coef)}
-    for start, w in draw.chunks():
-        w = w.astype(np.float32)          # counts are below 2**24, so float32 holds them exactly
-        got = slice_statistics(np.asarray(w @ z).reshape(w.shape[0], s_total, k), w @ onehot, coef)
-        for name, v in got.items():
-            samples[name][start:start + w.shape[0]] = v
-    return point, samples
-
-
-def _intervals(samples: np.ndarray, level: float) -> np.ndarray:
-    """(S, 2) percentile intervals of samples (B, S) with numpy's default (linear) quantile, non-finite
-    resamples left out as in stats.percentile_ci; NaN where a slice has none. One sort for all slices."""
-    a = (1 - level) / 2
-    x = np.sort(np.where(np.isfinite(samples), samples, np.nan).astype(float), axis=0)   # NaN sorts last
-    k = np.isfinite(x).sum(axis=0)
-    out = np.full((x.shape[1], 2), np.nan)
-    cols = np.flatnonzero(k > 0)
-    for j, q in enumerate((a, 1 - a)):
-        pos = q * (k[cols] - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, k[cols] - 1)
-        frac = pos - lo
-        out[cols, j] = x[lo, cols] + frac * (x[hi, cols] - x[lo, cols])
-    return out
+    split: str = option("current", "split the slices are cut from", choices=("current", "reference"))
+    columns: tuple[str, ...] | None = option(None, "columns to slice (none: data.sensitive, then data.features)")
+    depth: int = option(2, "1: single values; 2: also pairwise intersections; 3: also three-way", lo=1, hi=3)
+    bins: int = option(4, "quantile bins per numeric column (a value holding 1/bins of the rows is its own bin)",
+                       lo=2, hi=20)
+    metric: SliceMetric = option(SliceMetric.ACCURACY, "paired metric: accuracy; tpr / tnr: accuracy on the "
+                                 "slice's positives / negatives (binary tasks)")
+    fdr: float = option(0.10, "Benjamini-Hochberg false discovery rate across all slices tested", lo=1e-6, hi=0.5)
+    top: int = option(10, "slices reported as measurements and in the table, most surely harmed first",
+                      lo=1, hi=1000)
 
 
 def run(evidence, config: SlicesConfig, stats) -> CheckResult:
-    from .slice_drivers import driver_tables
-
     ds = evidence.dataset
     split = ds.splits[config.split]
     missing = [r for r in (A, M1, M0) if r not in evidence.probs or config.split not in evidence.probs[r]]
     if missing:
         return skipped(NAME, f"the scan compares three model roles; {', '.join(missing)} has no predictions on "
                              f"the {config.split} split")
-    columns = list(config.columns) if config.columns else list(dict.fromkeys([*ds.sensitive, *ds.features]))
+    columns = list(dict.fromkeys(config.columns or [*ds.sensitive, *ds.features]))
     if not columns:
         return skipped(NAME, "no columns to slice: the spec declares no sensitive columns or features "
                              "(data.sensitive, data.features) and checks.slices.columns is not set")
     absent = [c for c in columns if c not in split.frame.columns]
     if absent:
-        raise InputError(f"checks.slices.columns names column {absent[0]!r}, which the {config.split} split does "
-                         f"not have. Columns: {', '.join(map(str, split.frame.columns))}.")
+        raise InputError.make(MSG_MISSING_COLUMN, where="audit spec", field="checks.slices.columns",
+                              value=absent[0], source=f"the {config.split} split ({split.source})",
+                              columns=", ".join(map(str, split.frame.columns)))
     if config.metric is not SliceMetric.ACCURACY and (ds.positive is None or ds.n_classes != 2):
-        raise InputError(f"checks.slices.metric must be accuracy for a task without a binary positive class "
-                         f"(data.positive_label). Got {config.metric.value!r} instead.")
+        raise InputError.make(MSG_BAD_VALUE, where="audit spec", field="checks.slices.metric",
+                              expected="accuracy for a task without a binary positive class (data.positive_label)",
+                              value=config.metric.value)
     preds = {r: evidence.pred(r, config.split) for r in (A, M1, M0)}
     cells = evidence.cells(config.split, stats.n_boot)
-    result = scan(split.frame, split.y, preds, columns, cells, ds.positive, config, stats, evidence.seed)
+    result = scan(split.frame, split.y, preds, columns, cells, ds.positive, seed=evidence.seed,
+                  min_n=stats.min_group_n, depth=config.depth, bins=config.bins, metric=config.metric,
+                  fdr=config.fdr, ci_level=stats.ci_level)
     out = [_count_measurement(result, config, int(split.y.size), stats)]
     out += [_slice_measurement(result, i, rank) for rank, i in enumerate(result.order[:config.top], 1)]
     tables = {"top_slices": _top_table(result, config, stats.ci_level)}
@@ -275,3 +156,137 @@ def _top_table(result: Scan, config: SlicesConfig, level: float) -> dict:
                     "q is the Benjamini-Hochberg adjusted p-value; 'contradicts' lists the references the "
                     "adapted model is surely worse than there.",
             "columns": columns + ["p", "q", "significant", "contradicts"], "rows": rows}
+
+
+# ---- drivers of each disparity ----------------------------------------------------------------------------------
+
+def matched(conf: np.ndarray, by_label: bool, groups) -> np.ndarray:
+    """Counts (len(groups), ..., G, K, K): entry j is conf (..., G, K, K) with group groups[j]'s rates replaced
+    by the whole split's, its size (per true class when by_label) kept."""
+    conf = conf.astype(float)
+    groups = np.asarray(groups)
+    total = conf.sum(axis=-3, keepdims=True)
+    axes = (-1,) if by_label else (-1, -2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        replaced = np.nan_to_num(total * (conf.sum(axes, keepdims=True) / total.sum(axes, keepdims=True)))
+    out = np.broadcast_to(conf, (groups.size,) + conf.shape).copy()
+    out[np.arange(groups.size), ..., groups, :, :] = np.moveaxis(replaced[..., groups, :, :], -3, 0)
+    return out
+
+
+def _matched_disparities(conf, classes, big, labelled, by_label: bool, groups, chunk: int = 8) -> dict:
+    """Every disparity with each of groups matched in turn: {d: (len(groups), ...)}; chunks bound memory."""
+    parts = [disparities(matched(conf, by_label, groups[i:i + chunk]), classes, big, labelled)
+             for i in range(0, len(groups), chunk)]
+    return {d: np.concatenate([p[d] for p in parts], axis=0) for d in DISPARITIES}
+
+
+def _masks(codes, y, g: int, k: int, classes, stats):
+    """The bias check's group masks (as in bias.audit_feature): big enough, with enough positives/negatives."""
+    n_g = np.bincount(codes, minlength=g)
+    true_counts = np.stack([np.bincount(codes[y == c], minlength=g) for c in range(k)], -1)
+    big = n_g >= stats.min_group_n
+    labelled = big & (true_counts[:, classes].min(-1) >= max(stats.min_pos, 1)) & \
+        ((n_g[:, None] - true_counts[:, classes]).min(-1) >= max(stats.min_neg, 1))
+    return n_g, big, labelled
+
+
+def feature_drivers(y, preds: dict, codes, names, k: int, classes, cells, stats) -> tuple[list, list]:
+    """Rows [disparity, group, n, rate, adapted, base probe, all groups, matched, moves, low, high,
+    moves introduced, low, high] for one sensitive feature, and the groups left out as too small."""
+    g = len(names)
+    n_g, big, labelled = _masks(codes, y, g, k, classes, stats)
+    small = [names[i] for i in range(g) if not big[i]]
+    if big.sum() < 2:                       # no disparity to decompose (the bias check says INSUFFICIENT_DATA)
+        return [], small
+    conf, boot = {}, {}
+    for role, pred in preds.items():
+        full = (codes * k + y) * k + pred
+        conf[role] = np.bincount(full, minlength=g * k * k).reshape(g, k, k)
+        boot[role] = cells.counts_of(full, g * k * k).reshape(-1, g, k, k)
+    rates = {role: _shown_rates(conf[role], classes) for role in preds}
+    whole = {r: (disparities(conf[r], classes, big, labelled), disparities(boot[r], classes, big, labelled))
+             for r in preds}
+    groups = np.flatnonzero(big)
+    position = {int(i): j for j, i in enumerate(groups)}
+    # (role, by_label) -> every disparity with each large-enough group matched in turn (leading axis: groups)
+    matched_d = {(r, by_label): (_matched_disparities(conf[r], classes, big, labelled, by_label, groups),
+                                 _matched_disparities(boot[r], classes, big, labelled, by_label, groups))
+                 for r in preds for by_label in (False, True)}
+    rows = []
+    for d in DISPARITIES:
+        mask = labelled if d in NEEDS_LABELS else big
+        if mask.sum() < 2:
+            continue
+        sign = -1.0 if d in HIGHER_IS_FAIRER else 1.0
+        rate_name, rate_key = _rate_for(d, rates[A], mask)
+        for i in np.flatnonzero(mask):
+            moved = {}
+            for r in preds:
+                mp, mb = matched_d[r, d in NEEDS_LABELS]      # TPR/FPR matched per true class
+                j = position[int(i)]
+                moved[r] = (sign * (whole[r][0][d] - mp[d][j]), sign * (whole[r][1][d] - mb[d][j]), mp[d][j])
+            ci = percentile_ci(moved[A][1], stats.ci_level) or (None, None)
+            row = [d, names[i], int(n_g[i]), rate_name, _f(rates[A][rate_key][i]),
+                   _f(rates[M1][rate_key][i]) if M1 in rates else None, _f(whole[A][0][d]), _f(moved[A][2]),
+                   _f(moved[A][0]), *ci]
+            if M1 in moved:
+                intro_ci = percentile_ci(moved[A][1] - moved[M1][1], stats.ci_level) or (None, None)
+                row += [_f(moved[A][0] - moved[M1][0]), *intro_ci]
+            else:
+                row += [None, None, None]
+            rows.append(row)
+    rows.sort(key=lambda r: (DISPARITIES.index(r[0]), -(r[8] if r[8] is not None else -np.inf)))
+    return rows, small
+
+
+def _shown_rates(conf: np.ndarray, classes) -> dict:
+    """Per-group rates for the rate columns (binary: the positive class; multiclass: the last class)."""
+    return {key: (v[..., -1] if key != "accuracy" else v) for key, v in confusion_rates(conf, classes).items()}
+
+
+def _rate_for(d: str, rates: dict, mask) -> tuple[str, str]:
+    """The rate a disparity compares; equalized odds: TPR or FPR, whichever spreads more."""
+    if d in RATE_OF:
+        return RATE_OF[d]
+    spread = {key: np.nanmax(rates[key][mask]) - np.nanmin(rates[key][mask]) for key in ("tpr", "fpr")}
+    return ("TPR", "tpr") if spread["tpr"] >= spread["fpr"] else ("FPR", "fpr")
+
+
+def _f(v):
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+DRIVER_COLUMNS = ["disparity", "group", "n", "rate", "adapted", "base probe", "disparity (all groups)",
+                  "if group matched the split", "moves", "low", "high", "moves introduced", "low", "high"]
+
+
+def driver_tables(evidence, split_name: str, stats) -> dict:
+    """One table per sensitive feature and intersection of two (as the bias check measures them)."""
+    ds = evidence.dataset
+    if not ds.sensitive:
+        return {}
+    split = ds.splits[split_name]
+    y, k = split.y, ds.n_classes
+    classes = [ds.positive] if ds.positive is not None else list(range(k))
+    preds = {r: evidence.pred(r, split_name) for r in (A, M1) if split_name in evidence.probs.get(r, {})}
+    if A not in preds:
+        return {}
+    cells = evidence.cells(split_name, stats.n_boot)
+    features = [(f,) for f in ds.sensitive]
+    features += [(a, b) for i, a in enumerate(ds.sensitive) for b in ds.sensitive[i + 1:]]
+    tables = {}
+    for cols in features:
+        feature = " x ".join(cols)
+        codes, names = group_codes(split.frame, cols)
+        rows, small = feature_drivers(y, preds, codes, names, k, classes, cells, stats)
+        if not rows:
+            continue
+        note = ("moves: how much the adapted model's disparity shrinks (ratio: grows) when this group's rates are "
+                "set to the whole split's; moves introduced: the same for adapted minus base probe; "
+                f"{int(stats.ci_level * 100)}% paired bootstrap intervals.")
+        if small:
+            note += f" Left out (fewer than {stats.min_group_n} rows): {', '.join(small)}."
+        tables[f"drivers:{feature}"] = {"title": f"What drives each disparity: {feature}", "feature": feature,
+                                        "note": note, "columns": DRIVER_COLUMNS, "rows": rows}
+    return tables
