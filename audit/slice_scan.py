@@ -71,16 +71,18 @@ class Scan:
     overall: dict
 
 
-def scan(frame, y, preds: dict, columns, cells, positive, *, seed: int, min_n: int = 30, depth: int = 2,
-         bins: int = 4, metric: SliceMetric = SliceMetric.ACCURACY, fdr: float = 0.10, ci_level: float = 0.95) -> Scan:
+def scan(frame, y, preds: dict, columns, cells, positive, *, seed: int, min_n: int = 30, min_metric: int = 0,
+         depth: int = 2, bins: int = 4, metric: SliceMetric = SliceMetric.ACCURACY, fdr: float = 0.10,
+         ci_level: float = 0.95) -> Scan:
     """The paired slice scan on one split. preds maps adapted / base_probe / no_transfer to predicted class
     indices; cells is the split's shared stats.CellBootstrap (Evidence.cells), seed the statistics seed;
-    positive is the positive class index of a binary task (None otherwise)."""
+    positive is the positive class index of a binary task (None otherwise). A slice needs min_n rows, and
+    min_metric of them among the rows the metric reads (tpr: positives, tnr: negatives)."""
     binned = [bin_column(frame[c], bins) for c in columns]
     codes = [b[0] for b in binned]
-    slices = candidate_slices(codes, [len(b[1]) for b in binned], depth, min_n)
-    present, code = np.unique(scan_codes(y, preds[A], preds[M1], preds[M0], positive, metric),
-                              return_inverse=True)
+    row_codes = scan_codes(y, preds[A], preds[M1], preds[M0], positive, metric)
+    slices = candidate_slices(codes, [len(b[1]) for b in binned], depth, min_n, row_codes >= 16, min_metric)
+    present, code = np.unique(row_codes, return_inverse=True)
     coef, bits, k = COEF[present], _BITS[present], present.size        # only the scan cells that occur
     draw = RefinedDraw(cells, codes, seed)
     point_counts, samples = _slice_counts(slices, codes, code.reshape(-1), k, coef, draw)

@@ -91,10 +91,12 @@ class Slices:
         return len(self.columns)
 
 
-def candidate_slices(codes: list[np.ndarray], sizes: list[int], depth: int, min_n: int) -> Slices:
+def candidate_slices(codes: list[np.ndarray], sizes: list[int], depth: int, min_n: int,
+                     metric_rows: np.ndarray | None = None, min_metric: int = 0) -> Slices:
     """Every value of every column and every intersection of up to ``depth`` columns with at least ``min_n``
-    rows and at least one row outside it. An intersection with as many rows as one of its parents is the
-    same set of rows as that parent and is dropped (it would be the same test counted twice)."""
+    rows (and ``min_metric`` of the ``metric_rows``) and at least one row outside it. An intersection with as
+    many rows as one of its parents is the same set of rows as that parent and is dropped (it would be the same
+    test counted twice)."""
     total = codes[0].size if codes else 0
     cols, vals, ns = [], [], []
     seen: dict[tuple, dict[tuple, int]] = {}          # columns -> {values: n} of every large-enough slice
@@ -102,10 +104,12 @@ def candidate_slices(codes: list[np.ndarray], sizes: list[int], depth: int, min_
     for d in range(1, depth + 1):
         for family in combinations(range(len(codes)), d):
             shape = [sizes[c] for c in family]
-            flat_keys, counts = np.unique(np.ravel_multi_index([codes[c] for c in family], shape),
-                                          return_counts=True)        # only the combinations that occur
+            flat_keys, inverse, counts = np.unique(np.ravel_multi_index([codes[c] for c in family], shape),
+                                                   return_inverse=True, return_counts=True)   # combinations that occur
             seen[family] = {}
             keep = (counts >= min_n) & (counts < total)
+            if metric_rows is not None:
+                keep &= np.bincount(inverse.reshape(-1), weights=metric_rows, minlength=counts.size) >= min_metric
             for flat, n in zip(flat_keys[keep], counts[keep]):
                 value = tuple(int(v) for v in np.unravel_index(flat, shape))
                 n = int(n)

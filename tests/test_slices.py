@@ -305,13 +305,19 @@ def test_point_gains_and_gaps_equal_direct_computation():
 def test_tpr_metric_restricts_gains_to_positives():
     frame, y, preds = _adult_like()
     ev = make_evidence(frame, y, preds, sensitive=("sex", "race"), features=("job",))
-    result = slices.run(ev, slices.SlicesConfig(metric=SliceMetric.TPR, columns=("sex",), depth=1),
-                        StatsConfig(n_boot=100, min_group_n=10, min_pos=10))
+    result = slices.run(ev, slices.SlicesConfig(metric=SliceMetric.TPR, columns=("sex", "job"), depth=2),
+                        StatsConfig(n_boot=100, min_group_n=10, min_pos=25))
     m = next(m for m in result.measurements if m.metric == "slices.gain_vs_both" and m.group["value"] == "Female")
     rows = (frame.sex == "Female").to_numpy() & (y == 1)
     want = np.mean(preds["adapted"][rows] == 1) - np.mean(preds["base_probe"][rows] == 1)
     assert m.details["metric_rows"] == rows.sum()
     assert m.details["gain_vs_base_probe"] == pytest.approx(want)
+    stats = StatsConfig(n_boot=100, min_group_n=10, min_pos=25)
+    every = slices.run(ev, slices.SlicesConfig(metric=SliceMetric.TPR, columns=("sex", "job"), top=1000), stats)
+    tested = [m for m in every.measurements if m.metric == "slices.gain_vs_both"]
+    assert tested and all(m.details["metric_rows"] >= 25 for m in tested)            # min_pos positives each
+    by_rows = slices.run(ev, slices.SlicesConfig(columns=("sex", "job"), top=1000), stats)
+    assert len(tested) < sum(m.metric == "slices.gain_vs_both" for m in by_rows.measurements)
 
 
 def test_drivers_reproduce_the_bias_disparity_and_find_the_driving_group():

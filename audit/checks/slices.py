@@ -78,8 +78,8 @@ def run(evidence, config: SlicesConfig, stats) -> CheckResult:
     preds = {r: evidence.pred(r, config.split) for r in (A, M1, M0)}
     cells = evidence.cells(config.split, stats.n_boot)
     result = scan(split.frame, split.y, preds, columns, cells, ds.positive, seed=evidence.seed,
-                  min_n=stats.min_group_n, depth=config.depth, bins=config.bins, metric=config.metric,
-                  fdr=config.fdr, ci_level=stats.ci_level)
+                  min_n=stats.min_group_n, min_metric=_metric_minimum(config.metric, stats), depth=config.depth,
+                  bins=config.bins, metric=config.metric, fdr=config.fdr, ci_level=stats.ci_level)
     out = [_count_measurement(result, config, int(split.y.size), stats)]
     out += [_slice_measurement(result, i, rank) for rank, i in enumerate(result.order[:config.top], 1)]
     tables = {"top_slices": _top_table(result, config, stats.ci_level)}
@@ -94,6 +94,11 @@ def run(evidence, config: SlicesConfig, stats) -> CheckResult:
              ("Slices are ranked by the upper end of the interval of gain_vs_both = max(gain vs base_probe, gain "
               "vs no_transfer): first the slice where the data most surely show that fine-tuning lost to both."))
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=notes)
+
+
+def _metric_minimum(metric: SliceMetric, stats) -> int:
+    """Positives (tpr) or negatives (tnr) a slice needs, as a group needs them for its TPR / FPR."""
+    return {SliceMetric.TPR: max(stats.min_pos, 1), SliceMetric.TNR: max(stats.min_neg, 1)}.get(metric, 0)
 
 
 def _count_measurement(result: Scan, config: SlicesConfig, n_rows: int, stats) -> Measurement:
