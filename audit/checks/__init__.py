@@ -5,7 +5,7 @@ options.option) and `run(evidence, config, stats) -> CheckResult` (plus `models`
 """
 from __future__ import annotations
 
-from . import attribution, bias, drift, performance, transfer
+from . import attribution, bias, drift, performance, slices, transfer
 from .base import CheckDef, StatsConfig
 
 CHECKS: dict[str, CheckDef] = {
@@ -27,6 +27,10 @@ CHECKS: dict[str, CheckDef] = {
         name="attribution", description="integrated-gradients attributions of adapted vs base probe: "
         "convergence, top words, sensitive share, shift", metrics=attribution.METRICS,
         config=attribution.AttributionConfig, run=attribution.run, needs_models=True),
+    "slices": CheckDef(
+        name="slices", description="paired slice scan: slices where the adapted model is worse than both the base "
+        "probe and the no-transfer control (intersection-union McNemar test, Benjamini-Hochberg), and what drives "
+        "each disparity", metrics=slices.METRICS, config=slices.SlicesConfig, run=slices.run),
 }
 
 

@@ -17,14 +17,11 @@ import numpy as np
 from ..options import option
 from ..results import MAIN_ROLES, CheckResult, Measurement, ModelRole, Status
 from ..stats import holm, percentile_ci, wilson_ci
-from .common import group_codes
+from .common import DISPARITIES, NEEDS_LABELS, confusion_rates, disparities, group_codes
 
 NAME = "bias"
-DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference",
-               "equal_opportunity_difference", "accuracy_difference")
 HARM_DIFFERENCES = ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference",
                     "accuracy_difference")
-NEEDS_LABELS = {"equalized_odds_difference", "equal_opportunity_difference"}
 GROUP_METRICS = ("selection_rate", "accuracy", "tpr", "fpr")
 METRICS = tuple(f"bias.{d}" for d in DISPARITIES) + tuple(f"bias.group_{g}" for g in GROUP_METRICS) + (
     "bias.inherited", "bias.introduced", "bias.counterfactual_flip_rate", "bias.counterfactual_prob_change")
@@ -36,60 +33,6 @@ class BiasConfig:
     intersections: bool = option(True, "also audit pairwise intersections of the sensitive columns (sex x race)")
     counterfactual: bool = option(True, "run counterfactual identity swaps (needs the models)")
     counterfactual_samples: int = option(100, "swapped rows per axis at most", lo=10, hi=100000)
-
-
-# ---- group metrics from confusion counts shaped (..., G, K, K) [true, pred] ----------------------------------
-
-def _rates(conf: np.ndarray, classes) -> dict:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n = conf.sum(axis=(-1, -2))
-        out = {"n": n, "accuracy": np.trace(conf, axis1=-2, axis2=-1) / n}
-        sel, tpr, fpr = [], [], []
-        for c in classes:
-            true_c = conf[..., c, :].sum(-1)
-            pred_c = conf[..., :, c].sum(-1)
-            tp = conf[..., c, c]
-            sel.append(pred_c / n)
-            tpr.append(tp / true_c)
-            fpr.append((pred_c - tp) / (n - true_c))
-        out["selection_rate"], out["tpr"], out["fpr"] = np.stack(sel, -1), np.stack(tpr, -1), np.stack(fpr, -1)
-    return out          # per-class arrays have shape (..., G, C)
-
-
-def _range(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """max - min over the groups in mask (axis -2 for (..., G, C) arrays); NaN groups ignored."""
-    x = np.where(mask[..., None], x, np.nan)
-    with np.errstate(invalid="ignore"), _quiet():
-        return np.nanmax(x, axis=-2) - np.nanmin(x, axis=-2)
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
-
-
-def disparities(conf: np.ndarray, classes, mask: np.ndarray, label_mask: np.ndarray) -> dict:
-    """Every disparity for counts (..., G, K, K); groups outside mask (too small) are left out."""
-    r = _rates(conf, classes)
-    with _quiet(), np.errstate(invalid="ignore", divide="ignore"):
-        sel = np.where(mask[..., None], r["selection_rate"], np.nan)
-        ratio = np.nanmin(sel, axis=-2) / np.nanmax(sel, axis=-2)
-        acc = np.where(mask, r["accuracy"], np.nan)
-        tpr_range, fpr_range = _range(r["tpr"], label_mask), _range(r["fpr"], label_mask)
-        return {
-            "demographic_parity_difference": np.nanmax(_range(r["selection_rate"], mask), axis=-1),
-            "demographic_parity_ratio": np.nanmin(np.where(np.isfinite(ratio), ratio, np.nan), axis=-1),
-            "equalized_odds_difference": np.nanmax(np.maximum(tpr_range, fpr_range), axis=-1),
-            "equal_opportunity_difference": np.nanmax(tpr_range, axis=-1),
-            "accuracy_difference": np.nanmax(acc, axis=-1) - np.nanmin(acc, axis=-1),
-        }
 
 
 def _two_prop_p(x1, n1, x2, n2) -> float:
@@ -121,7 +64,7 @@ def audit_feature(y, preds: dict, codes, names, k: int, classes, cells, stats, f
         boot = cells.counts_of(codes_full, g * k * k).reshape(-1, g, k, k)
         point, dist = disparities(conf, classes, big, labelled), disparities(boot, classes, big, labelled)
         samples[role] = dist
-        rates = _rates(conf, classes)
+        rates = confusion_rates(conf, classes)
         for d in DISPARITIES:
             mask = labelled if d in NEEDS_LABELS else big
             if mask.sum() < 2:

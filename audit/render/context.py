@@ -10,7 +10,8 @@ ROLE_LABELS = {"adapted": "adapted (M2)", "base_probe": "base + probe (M1)", "no
                "base": "base encoder"}
 ROLE_ORDER = list(ROLE_LABELS)
 CHECK_TITLES = {"performance": "Performance", "bias": "Bias and fairness", "drift": "Drift",
-                "transfer": "Transfer: is fine-tuning worth it?", "attribution": "Attribution: what the model relies on"}
+                "transfer": "Transfer: is fine-tuning worth it?", "attribution": "Attribution: what the model relies on",
+                "slices": "Slices: where did fine-tuning hurt?"}
 ADVICE = {
     "performance": "Check the training data and recipe; compare with the no-transfer control before shipping.",
     "bias.counterfactual": "The prediction changes when only identity terms change: inspect the flipped examples, "
@@ -31,6 +32,9 @@ ADVICE = {
     "attribution.converged": "Integrated-gradients did not converge: raise attribution.max_steps before trusting "
                              "the explanations.",
     "attribution": "The model leans on sensitive tokens: check whether those words should decide the label.",
+    "slices": "Fine-tuning made some slices worse than both the frozen base and the no-transfer control: look at "
+              "the top slices, check their share and labels in the fine-tuning data, and consider the base probe "
+              "or the control for them.",
 }
 INSUFFICIENT_ADVICE = "Too few examples to judge: collect more data for the groups listed, or lower min_group_n " \
                       "in the policy with a documented reason."
