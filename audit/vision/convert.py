@@ -43,7 +43,7 @@ def read_checkpoint(src: Path) -> dict:
     import torch
 
     from ..models.loading import require_safe_torch
-    from ..models.safety import check_safetensors
+    from ..models.safety import check_safetensors, looks_like_pickle
 
     if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
         raise UnsafeArtifactError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set in the environment, which makes "
@@ -59,18 +59,28 @@ def read_checkpoint(src: Path) -> dict:
 
         check_safetensors(src)
         return load_file(str(src))
+    if not looks_like_pickle(src):
+        raise InputError(f"convert: {str(src)!r} is not a torch checkpoint (neither a torch zip archive nor a "
+                         "pickle stream) nor a .safetensors file.")
     require_safe_torch()
     try:
         obj = torch.load(str(src), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeArtifactError(f"convert: {str(src)!r} was refused by torch.load(weights_only=True): "
-                                  f"{str(e).strip().splitlines()[0][:200]}. It needs more than tensors to load "
-                                  "(possibly code), so none of it was run.") from None
+        raise UnsafeArtifactError(f"convert: {str(src)!r} was refused by torch.load(weights_only=True) "
+                                  f"({_unpickler_reason(str(e))}). It needs more than tensors and plain "
+                                  "containers to load (possibly code), so none of it was run.") from None
     except Exception as e:       # not a torch file at all: bad zip, bad magic number, truncated stream
         raise InputError(f"convert: {str(src)!r} is not a readable torch checkpoint "
                          f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})."
                          ) from None
     return _state_dict_of(obj, src)
+
+
+def _unpickler_reason(message: str) -> str:
+    """The specific refusal in torch's long message (e.g. 'Unsupported global: GLOBAL io.open ...')."""
+    m = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\. Please|\n|$)", message)
+    text = m.group(1) if m and m.group(1).strip() else message.strip().splitlines()[0]
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)[:200]
 
 
 def _is_tensor_dict(obj) -> bool:
