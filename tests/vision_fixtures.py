@@ -83,3 +83,25 @@ def tiny_convnext(folder: Path, num_classes: int = 3, size: int = 32, seed: int 
         {"size": {"shortest_edge": size}, "crop_pct": 0.875, "image_mean": [0.485, 0.456, 0.406],
          "image_std": [0.229, 0.224, 0.225], "resample": 3, "rescale_factor": 1 / 255}))
     return folder
+
+
+def one_torch_thread():
+    """Generator for an autouse fixture: tiny models gain nothing from threads, and on a shared 2-core
+    machine OpenMP threads spin against other processes (10x slower steps measured here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def planted_patch_images(n: int, size: int = 32, patch: int = 6, seed: int = 0):
+    """Real ELPV cells at size x size with random labels; label 1 gets a white patch in the top-left corner.
+    Returns (uint8 images N x size x size x 3, labels)."""
+    from transfer_audit.vision.preprocess import Preprocess, load_images
+
+    imgs, _ = load_images(elpv_paths(n, seed=seed), Preprocess(size, size))
+    y = np.random.default_rng(seed).integers(0, 2, n)
+    imgs[y == 1, :patch, :patch] = 255
+    return imgs, y

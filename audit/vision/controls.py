@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .descriptors import LUMA
+from .preprocess import Preprocess, normalise
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,20 @@ def _small_cnn(n_classes: int, width: int):
 
 class SmallCNNControl:
     """A small CNN from scratch. Inputs are standardised with the training images' own per-channel mean
-    and standard deviation (no ImageNet convention: this model has no pre-training)."""
+    and standard deviation (no ImageNet convention: this model has no pre-training); `preprocess_` holds
+    that normalisation and `model_` the torch module, so attribution can run on it like on any model."""
 
     def __init__(self, budget: CNNBudget = CNNBudget(), seed: int = 0, progress: bool = True):
         self.budget, self.seed, self.progress = budget, seed, progress
 
     def _tensor(self, images: np.ndarray):
-        import torch
         import torch.nn.functional as F
 
-        x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).to(torch.float32)
-        x = (x - self.mean_) / self.std_
+        x = normalise(images, self.preprocess_, channels_last=True)
         size = self.budget.input_size
         if size is not None and (x.shape[2] != size or x.shape[3] != size):
             x = F.interpolate(x, size=(size, size), mode="area")
-        return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def fit(self, images: np.ndarray, y: np.ndarray):
         import torch
@@ -64,9 +64,9 @@ class SmallCNNControl:
         self.classes_ = np.unique(y)
         index = {c: i for i, c in enumerate(self.classes_)}
         target = torch.as_tensor([index[v] for v in y], dtype=torch.long)
-        flat = np.asarray(images, dtype=np.float64).reshape(-1, 3)
-        self.mean_ = torch.as_tensor(flat.mean(0), dtype=torch.float32)[:, None, None]
-        self.std_ = torch.as_tensor(np.maximum(flat.std(0), 1e-3), dtype=torch.float32)[:, None, None]
+        flat = np.asarray(images, dtype=np.float64).reshape(-1, 3) / 255.0
+        h, w = np.asarray(images).shape[1:3]
+        self.preprocess_ = Preprocess(int(h), int(w), tuple(flat.mean(0)), tuple(np.maximum(flat.std(0), 1e-3)))
         b = self.budget
         self.model_ = _small_cnn(len(self.classes_), b.width).to(memory_format=torch.channels_last)
         n = len(images)

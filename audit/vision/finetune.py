@@ -86,6 +86,8 @@ def _freeze_before(model, start: int) -> None:
     order is forward order in both families."""
     blocks = model.blocks()
     first = None if start >= len(blocks) else next(iter(blocks[start].parameters()))
+    if start == 0:
+        first = next(iter(model.module.parameters()))        # full: the stem too
     head = {id(p) for p in model.head().parameters()}
     trainable = False
     for p in model.module.parameters():
@@ -95,12 +97,13 @@ def _freeze_before(model, start: int) -> None:
 
 
 def _train_mode(module) -> None:
-    """train() for what learns; eval() for every sub-module without trainable parameters, so frozen
-    batch-norm layers keep their statistics."""
+    """train() for what learns; eval() for every sub-module whose parameters are all frozen, so frozen
+    blocks behave exactly as at inference (batch-norm statistics kept, no dropout or stochastic depth),
+    the same as the cached prefix they replace."""
     module.train()
     for m in module.modules():
-        own = list(m.parameters(recurse=False))
-        if own and not any(p.requires_grad for p in own):
+        params = list(m.parameters())
+        if params and not any(p.requires_grad for p in params):
             m.eval()
 
 
@@ -125,17 +128,32 @@ def _optimiser(params, recipe: ImageFinetuneRecipe, steps: int):
     return opt, sched
 
 
+def _plain_pointwise(module) -> None:
+    """Swap 1x1, stride-1 'same'-padding convolutions (efficientnet-lite-pytorch's own classes, which peft
+    cannot copy) for plain nn.Conv2d with the same weights: a 1x1 stride-1 convolution needs no padding."""
+    import torch
+
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if (isinstance(child, torch.nn.Conv2d) and type(child) is not torch.nn.Conv2d
+                    and child.kernel_size == (1, 1) and tuple(child.stride) == (1, 1) and child.groups == 1):
+                plain = torch.nn.Conv2d(child.in_channels, child.out_channels, 1, bias=child.bias is not None)
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain.to(child.weight.device))
+
+
 def _lora(model, recipe: ImageFinetuneRecipe):
-    """LoRA on every linear layer and every ungrouped convolution of the backbone; the new head trains in
+    """LoRA on every linear layer and every ungrouped 1x1 convolution of the backbone; the new head trains in
     full. peft replaces the layers inside model.module in place, so the wrapper keeps working."""
     import torch
     from peft import LoraConfig, get_peft_model
 
+    _plain_pointwise(model.module)
     head = model.head()
     head_name = next(n for n, m in model.module.named_modules() if m is head)
     targets = [n for n, m in model.module.named_modules()
-               if m is not head and (isinstance(m, torch.nn.Linear)
-                                     or (isinstance(m, torch.nn.Conv2d) and m.groups == 1))]
+               if m is not head and (type(m) is torch.nn.Linear
+                                     or (type(m) is torch.nn.Conv2d and m.groups == 1 and m.kernel_size == (1, 1)))]
     cfg = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=0.0, target_modules=targets,
                      modules_to_save=[head_name])
     return get_peft_model(model.module, cfg)
