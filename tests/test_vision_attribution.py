@@ -113,3 +113,29 @@ def test_overlay_is_a_small_png(patch_cnn):
     assert rgb[:10, :10, 0].mean() > rgb[:10, :10, 2].mean() + 100     # the attributed corner is red
     assert abs(rgb[60:, 60:, 0].mean() - rgb[60:, 60:, 2].mean()) < 10  # the rest stays gray
     assert base64.b64decode(png_base64(png)) == png and data_uri(png).startswith("data:image/png;base64,")
+
+
+def test_probe_forward_is_m1_on_pixels(tmp_path):
+    """The frozen backbone + logistic probe as one function of pixels matches the probe on the features,
+    and attribution runs on it."""
+    import torch
+    from vision_fixtures import elpv_paths, tiny_efficientnet
+
+    from transfer_audit.models.baselines import fit_probe, probe_as_linear
+    from transfer_audit.vision.attribution import probe_forward
+    from transfer_audit.vision.inference import run_model
+    from transfer_audit.vision.models import load_image_model
+    from transfer_audit.vision.preprocess import load_images
+
+    model = load_image_model(tiny_efficientnet(tmp_path / "m"))
+    imgs, _ = load_images(elpv_paths(24), model.preprocess)
+    feats = run_model(model, imgs).features
+    y = np.arange(24) % 2
+    probe = fit_probe(feats, y, 0)
+    forward = probe_forward(model, *probe_as_linear(probe))
+    x = normalise(imgs, model.preprocess)
+    with torch.inference_mode():
+        p = torch.softmax(forward(x), 1).numpy()
+    assert np.allclose(p, probe.predict_proba(feats), atol=1e-4)
+    runs = attribute_images(forward, x[:2], None, Baseline.BLURRED, model.preprocess)
+    assert all(r.scores.shape == (32, 32) and np.isfinite(r.delta) for r in runs)

@@ -248,9 +248,32 @@ def test_brightness_shift_and_blur_show_in_descriptors():
     imgs = [open_image(paths[i]) for i in order]
     ref, cur = imgs[:40], imgs[40:]
     brighter = [Image.fromarray(np.clip(np.asarray(i, dtype=int) + 40, 0, 255).astype(np.uint8)) for i in cur]
-    b = lambda xs: descriptor_frame(describe(i) for i in xs)["brightness"]
+    def b(images):
+        return descriptor_frame(describe(i) for i in images)["brightness"]
+
     assert ks_2samp(b(ref), b(brighter)).pvalue < 1e-6
     assert ks_2samp(b(ref), b(cur)).pvalue > 0.05
     sharp = descriptor_frame(describe(i) for i in cur)["sharpness"]
     blurred = descriptor_frame(describe(i.filter(ImageFilter.GaussianBlur(2))) for i in cur)["sharpness"]
     assert (blurred < sharp).all()
+
+
+# --- perturbations ----------------------------------------------------------------------------------------
+
+def test_perturbations_change_only_what_they_name():
+    from transfer_audit.vision.perturb import Perturbation, flip_rate, perturb
+
+    imgs, _ = load_images(elpv_paths(4), Preprocess(32, 32))
+    assert np.array_equal(perturb(perturb(imgs, Perturbation.FLIP_HORIZONTAL), Perturbation.FLIP_HORIZONTAL), imgs)
+    assert np.array_equal(perturb(imgs, Perturbation.ROTATE_180),
+                          perturb(perturb(imgs, Perturbation.FLIP_VERTICAL), Perturbation.FLIP_HORIZONTAL))
+    brighter = perturb(imgs, Perturbation.BRIGHTNESS, 0.1)
+    assert brighter.dtype == np.uint8 and 20 < (brighter.astype(int) - imgs).mean() <= 26
+    flat = perturb(imgs, Perturbation.CONTRAST, -1.0)
+    assert all(np.ptp(im) <= 1 for im in flat)                   # no contrast left
+    noisy = perturb(imgs, Perturbation.NOISE, 0.05, seed=3)
+    assert np.array_equal(noisy, perturb(imgs, Perturbation.NOISE, 0.05, seed=3)) and not np.array_equal(noisy, imgs)
+    blurred = perturb(imgs, Perturbation.BLUR, 1.5)
+    assert all(describe(b[..., 0])["sharpness"] < describe(i[..., 0])["sharpness"] for b, i in zip(blurred, imgs))
+    assert perturb(imgs, Perturbation.JPEG, 20).shape == imgs.shape
+    assert flip_rate([0, 1, 1, 0], [0, 0, 1, 1]) == 0.5

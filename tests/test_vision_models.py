@@ -38,6 +38,9 @@ def test_converted_lite0_classifies_real_photos(lite0, capsys):
     assert [s.shape[1] for s in out.stages] == [16, 24, 40, 80, 112, 192, 320, 1280]
     plain = run_model(model, imgs, channels_last=False)
     assert np.allclose(plain.logits, out.logits, atol=1e-4)
+    unfused = run_model(model, imgs, stages=True, fused=False)      # batch norms not folded
+    assert np.allclose(unfused.logits, out.logits, atol=1e-3) and np.allclose(unfused.features, out.features, atol=1e-3)
+    assert all(np.allclose(a, b, atol=1e-3) for a, b in zip(unfused.stages, out.stages))
 
 
 def test_converted_weights_are_the_checkpoints(lite0):

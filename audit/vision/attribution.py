@@ -42,6 +42,17 @@ class PixelAttribution:
     converged: bool
 
 
+def probe_forward(model, weight: np.ndarray, bias: np.ndarray):
+    """M1 as a function of pixels: the frozen backbone's pooled features through the linear probe
+    (models.baselines.probe_as_linear gives weight and bias), for attribution on the base."""
+    import torch
+
+    inner = model.for_inference()
+    w = torch.as_tensor(weight, dtype=torch.float32)
+    b = torch.as_tensor(bias, dtype=torch.float32)
+    return lambda x: inner.forward_all(x).features @ w.T + b
+
+
 def gaussian_blur(x, sigma: float):
     """Separable Gaussian blur of N x C x H x W (edges replicated)."""
     import torch
@@ -133,7 +144,8 @@ def box_mask(height: int, width: int, box) -> np.ndarray:
     if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
         raise ValueError(f"box must be fractions 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1; got {box}")
     mask = np.zeros((height, width), dtype=bool)
-    mask[int(np.floor(y0 * height)):int(np.ceil(y1 * height)), int(np.floor(x0 * width)):int(np.ceil(x1 * width))] = True
+    rows = slice(int(np.floor(y0 * height)), int(np.ceil(y1 * height)))
+    mask[rows, int(np.floor(x0 * width)):int(np.ceil(x1 * width))] = True
     return mask
 
 

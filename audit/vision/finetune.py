@@ -128,27 +128,12 @@ def _optimiser(params, recipe: ImageFinetuneRecipe, steps: int):
     return opt, sched
 
 
-def _plain_pointwise(module) -> None:
-    """Swap 1x1, stride-1 'same'-padding convolutions (efficientnet-lite-pytorch's own classes, which peft
-    cannot copy) for plain nn.Conv2d with the same weights: a 1x1 stride-1 convolution needs no padding."""
-    import torch
-
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if (isinstance(child, torch.nn.Conv2d) and type(child) is not torch.nn.Conv2d
-                    and child.kernel_size == (1, 1) and tuple(child.stride) == (1, 1) and child.groups == 1):
-                plain = torch.nn.Conv2d(child.in_channels, child.out_channels, 1, bias=child.bias is not None)
-                plain.load_state_dict(child.state_dict())
-                setattr(parent, name, plain.to(child.weight.device))
-
-
 def _lora(model, recipe: ImageFinetuneRecipe):
     """LoRA on every linear layer and every ungrouped 1x1 convolution of the backbone; the new head trains in
     full. peft replaces the layers inside model.module in place, so the wrapper keeps working."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    _plain_pointwise(model.module)
     head = model.head()
     head_name = next(n for n, m in model.module.named_modules() if m is head)
     targets = [n for n, m in model.module.named_modules()
@@ -216,7 +201,6 @@ def train_classifier(model, images: np.ndarray, y: np.ndarray, classes, recipe: 
 
 def _step_function(model, images: np.ndarray, recipe: ImageFinetuneRecipe, start: int, channels_last: bool):
     """batch indices -> logits with gradients through the trained part only; frozen prefixes cached."""
-    import torch
     import torch.nn.functional as F
 
     pre = model.preprocess

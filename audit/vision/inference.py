@@ -23,13 +23,17 @@ class ImageOutputs:
 
 
 def run_model(model, images: np.ndarray, preprocess: Preprocess | None = None, batch_size: int = 64,
-              stages: bool = False, channels_last: bool = True, what: str | None = None) -> ImageOutputs:
-    """model: an ImageClassifier; images: uint8 N x H x W x 3 at the model's input size."""
+              stages: bool = False, channels_last: bool = True, what: str | None = None,
+              fused: bool = True) -> ImageOutputs:
+    """model: an ImageClassifier; images: uint8 N x H x W x 3 at the model's input size. fused: run the
+    model's inference form (EfficientNet: batch norms folded into convolutions)."""
     import torch
 
     from ..progress import Progress
 
     pre = preprocess or model.preprocess
+    if fused:
+        model = model.for_inference()
     if channels_last:
         model.channels_last()
     model.eval()
