@@ -36,19 +36,23 @@ def best_rate(fn, n_items: int, reps: int = 3) -> float:
 
 
 def inference(model, size: int, threads: int, batch: int = 32) -> dict:
+    """images/s of the model as trained (batch norms separate) and in its inference form (folded), each in
+    NCHW and channels-last memory format, measured in turn in one process."""
     import torch
 
     torch.set_num_threads(threads)
     out = {}
-    for cl in (False, True):
-        x = torch.randn(batch, 3, size, size)
-        if cl:
-            model.channels_last()
-            x = x.contiguous(memory_format=torch.channels_last)
-        else:
-            model.module.to(memory_format=torch.contiguous_format)
-        with torch.inference_mode():
-            out["channels_last" if cl else "nchw"] = round(best_rate(lambda: model.forward_all(x), batch), 1)
+    for form, m in (("unfused", model), ("fused", model.for_inference())):
+        for cl in (False, True):
+            x = torch.randn(batch, 3, size, size)
+            if cl:
+                m.channels_last()
+                x = x.contiguous(memory_format=torch.channels_last)
+            else:
+                m.module.to(memory_format=torch.contiguous_format)
+            with torch.inference_mode():
+                out[f"{form}_{'channels_last' if cl else 'nchw'}"] = round(
+                    best_rate(lambda: m.forward_all(x), batch), 1)
     return out
 
 

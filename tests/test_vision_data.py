@@ -264,7 +264,9 @@ def test_perturbations_change_only_what_they_name():
     from transfer_audit.vision.perturb import Perturbation, flip_rate, perturb
 
     imgs, _ = load_images(elpv_paths(4), Preprocess(32, 32))
-    assert np.array_equal(perturb(perturb(imgs, Perturbation.FLIP_HORIZONTAL), Perturbation.FLIP_HORIZONTAL), imgs)
+    mirrored = perturb(imgs, Perturbation.FLIP_HORIZONTAL)
+    assert np.array_equal(mirrored[:, :, 0], imgs[:, :, -1]) and np.array_equal(perturb(mirrored, Perturbation.FLIP_HORIZONTAL), imgs)
+    assert np.array_equal(perturb(imgs, Perturbation.FLIP_VERTICAL)[:, 0], imgs[:, -1])
     assert np.array_equal(perturb(imgs, Perturbation.ROTATE_180),
                           perturb(perturb(imgs, Perturbation.FLIP_VERTICAL), Perturbation.FLIP_HORIZONTAL))
     brighter = perturb(imgs, Perturbation.BRIGHTNESS, 0.1)

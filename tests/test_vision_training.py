@@ -66,7 +66,7 @@ def test_last_blocks_train_the_last_blocks_and_what_follows(tiny_lite, data):
 
 def test_cached_prefix_computes_what_running_it_computes(tiny_lite, data, monkeypatch):
     """last_blocks caches the frozen prefix's output once; a training step on the cache must give the same
-    logits and the same gradients as running the frozen prefix in that step. (Whole training runs are not
+    logits and the same gradients as running the frozen prefix in that step (to float rounding). (Whole training runs are not
     compared: Adam's first steps take the sign of near-zero gradients, so float noise grows over epochs.)"""
     import torch
 
@@ -86,7 +86,8 @@ def test_cached_prefix_computes_what_running_it_computes(tiny_lite, data, monkey
         results.append((logits.detach(), grads))
     (a, ga), (b, gb) = results
     assert torch.allclose(a, b, atol=1e-5) and ga.keys() == gb.keys() and len(ga) > 10
-    assert all(torch.allclose(ga[k], gb[k], atol=1e-4, rtol=1e-3) for k in ga)
+    # the cache is computed by the batch-norm-folded inference form: equal up to float rounding
+    assert all((ga[k] - gb[k]).abs().max() <= 1e-4 * gb[k].abs().max() + 1e-6 for k in ga)
 
 
 def test_full_and_lora(tiny_lite, data):

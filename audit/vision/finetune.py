@@ -205,14 +205,16 @@ def _step_function(model, images: np.ndarray, recipe: ImageFinetuneRecipe, start
 
     pre = model.preprocess
     if recipe.method is ImageFinetuneMethod.HEAD:
-        feats = _frozen_pass(lambda x: model.forward_all(x).features, model, images, channels_last)
+        fast = model.for_inference()           # frozen: batch norms may be folded for the one pass
+        feats = _frozen_pass(lambda x: fast.forward_all(x).features, fast, images, channels_last)
         head, p = model.head(), model.head_dropout
         return lambda b: head(F.dropout(feats[b], p=p, training=True))
     cacheable = recipe.method is ImageFinetuneMethod.LAST_BLOCKS and hasattr(model, "run_until") and start > 0
     if cacheable:
         one = model.run_until(normalise(images[:1], pre, channels_last), start)
         if one.numel() * 4 * len(images) <= PREFIX_CACHE_BYTES:
-            acts = _frozen_pass(lambda x: model.run_until(x, start), model, images, channels_last)
+            fast = model.for_inference()
+            acts = _frozen_pass(lambda x: fast.run_until(x, start), fast, images, channels_last)
             return lambda b: model.run_from(acts[b], start).logits
     return lambda b: model.forward_all(normalise(images[b.numpy()], pre, channels_last)).logits
 
@@ -221,6 +223,8 @@ def _frozen_pass(fn, model, images: np.ndarray, channels_last: bool, batch_size:
     """fn over all images in eval mode without gradients (the frozen part runs once)."""
     import torch
 
+    if channels_last:
+        model.channels_last()
     model.module.eval()
     parts = []
     with torch.no_grad():
