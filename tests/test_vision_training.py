@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vision_fixtures import one_torch_thread, planted_patch_images, tiny_efficientnet, tiny_vit
+from vision_fixtures import one_torch_thread, pretrained_lite0, planted_patch_images, tiny_efficientnet, tiny_vit
 
 from transfer_audit.vision import finetune as ft
 from transfer_audit.vision.controls import CNNBudget, PixelControl, SmallCNNControl, hog_features
@@ -64,30 +64,37 @@ def test_last_blocks_train_the_last_blocks_and_what_follows(tiny_lite, data):
     assert changed == {"_blocks.14", "_blocks.15", "_conv_head", "_bn1"}
 
 
-def test_cached_prefix_computes_what_running_it_computes(tiny_lite, data, monkeypatch):
+def test_cached_prefix_computes_what_running_it_computes(tmp_path, data, monkeypatch):
     """last_blocks caches the frozen prefix's output once; a training step on the cache must give the same
-    logits and the same gradients as running the frozen prefix in that step (to float rounding). (Whole training runs are not
-    compared: Adam's first steps take the sign of near-zero gradients, so float noise grows over epochs.)"""
+    logits as running the frozen prefix in that step, and the same gradients. Gradients are compared with
+    the trained blocks in eval mode: in training mode their batch norms divide by the deviation of 16
+    values per channel (1x1 maps at this size), which turns 1e-6 rounding into percent differences."""
     import torch
 
     recipe = ImageFinetuneRecipe(M.LAST_BLOCKS, epochs=1, blocks=3, batch_size=16)
+    folder = pretrained_lite0(tmp_path / "lite0")
+    batch = torch.arange(7, 23)
     results = []
     for cache_bytes in (ft.PREFIX_CACHE_BYTES, 0):
         monkeypatch.setattr(ft, "PREFIX_CACHE_BYTES", cache_bytes)
-        model = load_image_model(tiny_lite)
+        model = load_image_model(folder)
         model.set_head(2, CLASSES, seed=0)
         ft._freeze_before(model, ft._trainable_from(model, recipe))
         step = ft._step_function(model, data[0], recipe, ft._trainable_from(model, recipe), channels_last=True)
         ft._train_mode(model.module)
         torch.manual_seed(3)                       # same dropout / stochastic-depth draws in both
-        logits = step(torch.arange(7, 23))
+        with torch.no_grad():
+            training = step(batch)
+        model.module.eval()
+        logits = step(batch)
         logits.sum().backward()
         grads = {n: p.grad.clone() for n, p in model.module.named_parameters() if p.requires_grad}
-        results.append((logits.detach(), grads))
-    (a, ga), (b, gb) = results
-    assert torch.allclose(a, b, atol=1e-5) and ga.keys() == gb.keys() and len(ga) > 10
-    # the cache is computed by the batch-norm-folded inference form: equal up to float rounding
-    assert all((ga[k] - gb[k]).abs().max() <= 1e-4 * gb[k].abs().max() + 1e-6 for k in ga)
+        results.append((training, logits.detach(), grads))
+    (ta, a, ga), (tb, b, gb) = results
+    assert torch.allclose(ta, tb, atol=1e-4) and torch.allclose(a, b, atol=1e-4)
+    assert ga.keys() == gb.keys() and len(ga) > 10
+    worst = max(float((ga[k] - gb[k]).abs().max() / (gb[k].abs().max() + 1e-6)) for k in ga)
+    assert worst <= 1e-3, worst
 
 
 def test_full_and_lora(tiny_lite, data):

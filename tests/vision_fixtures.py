@@ -105,3 +105,18 @@ def planted_patch_images(n: int, size: int = 32, patch: int = 6, seed: int = 0):
     y = np.random.default_rng(seed).integers(0, 2, n)
     imgs[y == 1, :patch, :patch] = 255
     return imgs, y
+
+
+def pretrained_lite0(folder: Path, size: int = 32) -> Path:
+    """The real EfficientNet-Lite0 ImageNet weights (read with weights_only=True) saved as a model folder
+    with a small input size: well-conditioned batch-norm statistics, unlike random weights."""
+    import torch
+
+    from transfer_audit.vision.models import (Architecture, EfficientNetClassifier, build_efficientnet,
+                                              default_preprocess, load_strict)
+
+    net = build_efficientnet(Architecture.LITE0, 1000)
+    load_strict(net, torch.load(lite0_pth(), weights_only=True), "lite0")
+    EfficientNetClassifier(net.eval(), Architecture.LITE0,
+                           default_preprocess(Architecture.LITE0).resized(size)).save(folder)
+    return folder
