@@ -12,6 +12,7 @@ Usage: python bench/vision.py [--size 160] [--train 1000] [--test 600] [--epochs
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -25,35 +26,32 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def best_rate(fn, n_items: int, reps: int = 3) -> float:
-    fn()                                   # warm-up (allocators, oneDNN primitive cache)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return n_items / min(times)
-
-
-def inference(model, size: int, threads: int, batch: int = 32) -> dict:
+def inference(model, size: int, threads: int, batch: int = 32, rounds: int = 5) -> dict:
     """images/s of the model as trained (batch norms separate) and in its inference form (folded), each in
-    NCHW and channels-last memory format, measured in turn in one process."""
+    NCHW and channels-last memory format. The four variants are timed in turn, round after round, and each
+    keeps its best round, so a load spike on this shared machine hits them alike."""
     import torch
 
     torch.set_num_threads(threads)
-    out = {}
+    variants = {}
     for form, m in (("unfused", model), ("fused", model.for_inference())):
         for cl in (False, True):
+            m = copy.deepcopy(m)
             x = torch.randn(batch, 3, size, size)
             if cl:
                 m.channels_last()
                 x = x.contiguous(memory_format=torch.channels_last)
-            else:
-                m.module.to(memory_format=torch.contiguous_format)
-            with torch.inference_mode():
-                out[f"{form}_{'channels_last' if cl else 'nchw'}"] = round(
-                    best_rate(lambda: m.forward_all(x), batch), 1)
-    return out
+            variants[f"{form}_{'channels_last' if cl else 'nchw'}"] = (m, x)
+    best = dict.fromkeys(variants, float("inf"))
+    with torch.inference_mode():
+        for m, x in variants.values():
+            m.forward_all(x)                          # warm-up (allocators, oneDNN primitive cache)
+        for _ in range(rounds):
+            for name, (m, x) in variants.items():
+                t = time.perf_counter()
+                m.forward_all(x)
+                best[name] = min(best[name], time.perf_counter() - t)
+    return {name: round(batch / t, 1) for name, t in best.items()}
 
 
 def accuracy(p: np.ndarray, y: np.ndarray) -> float:

@@ -58,10 +58,26 @@ def test_completeness_criterion_and_adaptive_steps(patch_cnn):
     loose = pixel_attribution(cnn.model_, x, base, None, schedule=(2, 4), tolerance=10.0)
     assert loose.converged and loose.steps == 2 and loose.passes == 4
     assert loose.scores.sum() - loose.gap == pytest.approx(loose.delta)
-    # each example starts at the median of what the previous ones needed
-    runs = attribute_images(cnn.model_, normalise(imgs[:4], cnn.preprocess_), None, Baseline.BLACK,
-                            cnn.preprocess_, schedule=(16, 300))
-    assert runs[0].steps == 16 and all(r.steps >= runs[0].steps for r in runs[1:])
+
+def test_each_example_starts_where_its_predecessors_converged(patch_cnn, monkeypatch):
+    """attribute_images starts example i at the median step count of the last five converged examples."""
+    from transfer_audit.vision import attribution
+
+    cnn, imgs, y = patch_cnn
+    tries, real = [], attribution.pixel_attribution
+
+    def recording(forward, x, baseline, target, schedule, tolerance, **kw):
+        tries.append(tuple(schedule))
+        out = real(forward, x, baseline, target, schedule, tolerance, **kw)
+        return attribution.PixelAttribution(out.scores, out.target, out.delta, out.gap,
+                                            needed.pop(0), out.passes, True)
+
+    needed = [24, 50, 16, 8]              # the steps each example "needed", as the recorder reports them
+    monkeypatch.setattr(attribution, "pixel_attribution", recording)
+    attribute_images(cnn.model_, normalise(imgs[:4], cnn.preprocess_), None, Baseline.BLACK, cnn.preprocess_,
+                     schedule=(8, 16, 24, 32, 50, 100), tolerance=10.0)
+    # medians of [24], [24, 50] (37: next rung 50), [24, 50, 16]
+    assert [t[0] for t in tries] == [8, 24, 50, 24]
 
 
 def test_baselines():

@@ -64,6 +64,15 @@ def test_last_blocks_train_the_last_blocks_and_what_follows(tiny_lite, data):
     assert changed == {"_blocks.14", "_blocks.15", "_conv_head", "_bn1"}
 
 
+def test_batches_cover_every_row_once_and_never_leave_one_alone():
+    import torch
+
+    for n, size in ((33, 16), (40, 16), (17, 16), (5, 32)):
+        parts = ft._batches(n, size, torch.Generator().manual_seed(0))
+        assert sorted(torch.cat(parts).tolist()) == list(range(n)) and min(len(p) for p in parts) >= min(n, 2)
+    assert [len(p) for p in ft._batches(33, 16, torch.Generator().manual_seed(0))] == [16, 17]
+
+
 def test_cached_prefix_computes_what_running_it_computes(tmp_path, data, monkeypatch):
     """last_blocks caches the frozen prefix's output once; a training step on the cache must give the same
     logits as running the frozen prefix in that step, and the same gradients. Gradients are compared with
@@ -136,8 +145,14 @@ def test_finetune_is_seeded_cached_and_reloads(tiny_lite, data, tmp_path):
     a, b = load_image_model(folder), load_image_model(again)
     assert a.classes == tuple(CLASSES)
     assert all(torch.equal(a.module.state_dict()[k], b.module.state_dict()[k]) for k in a.module.state_dict())
-    other = ft.finetune_key("base-digest", "train-digest", CLASSES, ImageFinetuneRecipe(M.HEAD, epochs=2), 0, 32)
-    assert other != key != ft.finetune_key("base-digest", "train-digest", CLASSES, recipe, 1, 32)
+    variants = [("other-base", "train-digest", CLASSES, recipe, 0, 32),
+                ("base-digest", "other-rows", CLASSES, recipe, 0, 32),
+                ("base-digest", "train-digest", CLASSES[::-1], recipe, 0, 32),
+                ("base-digest", "train-digest", CLASSES, ImageFinetuneRecipe(M.HEAD, epochs=2), 0, 32),
+                ("base-digest", "train-digest", CLASSES, recipe, 1, 32),
+                ("base-digest", "train-digest", CLASSES, recipe, 0, 64)]
+    keys = {ft.finetune_key(*v) for v in variants}
+    assert len(keys) == len(variants) and key not in keys
 
 
 # --- no-pretraining controls ----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class SmallCNNControl:
                 opt.step()
                 sched.step()
                 if bar:
-                    bar.update(1, f"loss {float(loss):.3f}")
+                    bar.update(1, f"loss {loss.item():.3f}")
         if bar:
             bar.close()
         self.model_.eval()
