@@ -94,6 +94,9 @@ def test_preprocess_round_trips_through_hf_config():
     assert (vit.height, vit.width, vit.resample, vit.crop_pct) == (224, 224, Resample.BILINEAR, None)
     convnext = Preprocess.from_hf({"size": {"shortest_edge": 224}, "crop_pct": 0.875, "resample": 3})
     assert (convnext.height, convnext.crop_pct, convnext.resample) == (224, 0.875, Resample.BICUBIC)
+    deit = Preprocess.from_hf({"size": {"shortest_edge": 256}, "do_center_crop": True,
+                               "crop_size": {"height": 224, "width": 224}})
+    assert (deit.height, deit.width, deit.crop_pct) == (224, 224, 224 / 256)
     with pytest.raises(InputError, match="resample"):
         Preprocess.from_hf({"resample": 17}, "cfg.json")
 

@@ -79,6 +79,11 @@ class Preprocess:
             height, width = int(size["height"]), int(size["width"])
         elif isinstance(size, dict) and "shortest_edge" in size:
             height = width = int(size["shortest_edge"])
+            crop = cfg.get("crop_size") if cfg.get("do_center_crop") else None
+            if isinstance(crop, dict) and "height" in crop and "width" in crop:
+                # resize the shorter side to shortest_edge, then centre-crop crop_size (DeiT, BiT, MobileNet)
+                height, width = int(crop["height"]), int(crop["width"])
+                crop_pct = max(height, width) / int(size["shortest_edge"])
             crop_pct = 1.0 if crop_pct is None else crop_pct
         else:
             raise InputError.make(MSG_BAD_VALUE, where=where, field="size",
