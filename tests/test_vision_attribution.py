@@ -155,3 +155,14 @@ def test_probe_forward_is_m1_on_pixels(tmp_path):
     assert np.allclose(p, probe.predict_proba(feats), atol=1e-4)
     runs = attribute_images(forward, x[:2], None, Baseline.BLURRED, model.preprocess)
     assert all(r.scores.shape == (32, 32) and np.isfinite(r.delta) for r in runs)
+
+
+def test_quality_scores_are_finite_with_their_cost(patch_cnn):
+    """infidelity and sensitivity_max come back finite and non-negative, with their pass count."""
+    from transfer_audit.vision.attribution import quality_scores
+
+    cnn, imgs, y = patch_cnn
+    x = normalise(imgs[np.flatnonzero(y == 1)[:1]], cnn.preprocess_)
+    q = quality_scores(cnn.model_, x, Baseline.BLACK, cnn.preprocess_, target=1, steps=16, seed=0)
+    assert q["infidelity"] >= 0 and q["sensitivity_max"] >= 0 and np.isfinite(list(q.values())).all()
+    assert q["passes"] == 16 * 6 + 12

@@ -268,7 +268,8 @@ def test_perturbations_change_only_what_they_name():
 
     imgs, _ = load_images(elpv_paths(4), Preprocess(32, 32))
     mirrored = perturb(imgs, Perturbation.FLIP_HORIZONTAL)
-    assert np.array_equal(mirrored[:, :, 0], imgs[:, :, -1]) and np.array_equal(perturb(mirrored, Perturbation.FLIP_HORIZONTAL), imgs)
+    assert np.array_equal(mirrored[:, :, 0], imgs[:, :, -1])
+    assert np.array_equal(perturb(mirrored, Perturbation.FLIP_HORIZONTAL), imgs)
     assert np.array_equal(perturb(imgs, Perturbation.FLIP_VERTICAL)[:, 0], imgs[:, -1])
     assert np.array_equal(perturb(imgs, Perturbation.ROTATE_180),
                           perturb(perturb(imgs, Perturbation.FLIP_VERTICAL), Perturbation.FLIP_HORIZONTAL))

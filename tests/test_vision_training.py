@@ -195,3 +195,10 @@ def test_pixel_control_on_real_digits(tmp_path, features):
     assert (p.argmax(1) == y[300:]).mean() > 0.85
     shuffled = PixelControl(features, size=size).fit(imgs[:300], np.random.default_rng(0).permutation(y[:300]))
     assert (shuffled.predict_proba(imgs[300:]).argmax(1) == y[300:]).mean() < 0.3
+
+
+def test_control_features_have_the_requested_width(data):
+    from transfer_audit.vision.controls import control_features
+
+    a = control_features(data[0], dim=48, seed=0)
+    assert a.shape == (40, 48) and np.array_equal(a, control_features(data[0], dim=48, seed=0))

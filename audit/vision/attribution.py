@@ -159,3 +159,32 @@ def load_mask(path, preprocess, where: str = "mask") -> np.ndarray:
 
     img = open_image(path, where).convert("L")
     return resize(img, replace(preprocess, resample=Resample.NEAREST))[:, :, 0] > 127
+
+
+def quality_scores(forward, x, baseline: Baseline, preprocess, target: int, steps: int, seed: int,
+                   n_perturb: int = 5) -> dict:
+    """captum's infidelity and sensitivity_max for one image (1 x 3 x H x W, normalised), with perturbations
+    scaled to the spread of its normalised pixels; the baseline stays the original image's (as for text)."""
+    import torch
+    from captum.attr import IntegratedGradients
+    from captum.metrics import infidelity, sensitivity_max
+
+    torch.manual_seed(seed)
+    base = make_baseline(x, baseline, preprocess)
+    scale = float(x.std())
+    ig = IntegratedGradients(forward)
+    attr = ig.attribute(x, baselines=base, target=target, n_steps=steps, internal_batch_size=min(steps, 32))
+
+    def perturb(inputs):
+        noise = torch.randn_like(inputs) * 0.05 * scale
+        return noise, inputs - noise
+
+    infid = infidelity(forward, perturb, x, attr, target=target, n_perturb_samples=10, normalize=True)
+
+    def explain(inputs, **kwargs):
+        return ig.attribute(inputs, baselines=base, target=target, n_steps=steps,
+                            internal_batch_size=min(steps, 32))
+
+    sens = sensitivity_max(explain, x, perturb_radius=0.02 * scale, n_perturb_samples=n_perturb)
+    return {"infidelity": float(infid[0]), "sensitivity_max": float(sens[0]),
+            "passes": steps * (1 + n_perturb) + 10 + 2}

@@ -178,3 +178,12 @@ class PixelControl:
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.model_.predict_proba(self.transform(images))
+
+
+def control_features(images: np.ndarray, dim: int, seed: int, size: int = 64) -> np.ndarray:
+    """HOG features squeezed to `dim` columns by a seeded Gaussian random projection: features with no
+    pre-training, as wide as the base's embeddings (the LogME control)."""
+    from sklearn.random_projection import GaussianRandomProjection
+
+    feats = hog_features(gray_stack(images, size))
+    return GaussianRandomProjection(n_components=dim, random_state=seed).fit_transform(feats)
