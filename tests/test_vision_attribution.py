@@ -153,8 +153,8 @@ def test_probe_forward_is_m1_on_pixels(tmp_path):
     with torch.inference_mode():
         p = torch.softmax(forward(x), 1).numpy()
     assert np.allclose(p, probe.predict_proba(feats), atol=1e-4)
-    runs = attribute_images(forward, x[:2], None, Baseline.BLURRED, model.preprocess)
-    assert all(r.scores.shape == (32, 32) and np.isfinite(r.delta) for r in runs)
+    runs = attribute_images(forward, x[:2], None, Baseline.BLURRED, model.preprocess, schedule=(8, 16))
+    assert all(r.scores.shape == (32, 32) and np.isfinite(r.delta) and r.passes <= 2 + 8 + 16 for r in runs)
 
 
 def test_quality_scores_are_finite_with_their_cost(patch_cnn):

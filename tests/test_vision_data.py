@@ -46,7 +46,7 @@ def test_transparent_pixels_become_white(tmp_path):
 def _bad(path, limits=ImageLimits(), where="data.train row 3"):
     with pytest.raises(InputError) as e:
         open_image(path, where, limits)
-    assert e.value.template is MSG_BAD_IMAGE and e.value.exit_code == ExitCode.INPUT_ERROR
+    assert e.value.code == MSG_BAD_IMAGE.code and e.value.exit_code == ExitCode.INPUT_ERROR
     assert str(path) in e.value.message and e.value.message.startswith(where)
     return e.value.message
 

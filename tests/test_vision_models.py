@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from vision_fixtures import lite0_pth, sklearn_photo, tiny_convnext, tiny_efficientnet, tiny_vit
+from vision_fixtures import lite0_pth, one_torch_thread, sklearn_photo, tiny_convnext, tiny_efficientnet, tiny_vit
 
 from transfer_audit.cli import main
 from transfer_audit.errors import ExitCode, InputError
 from transfer_audit.vision.models import load_image_model
 from transfer_audit.vision.preprocess import load_images, normalise
+
+_threads = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, Message
 
-MSG_BAD_IMAGE = "{where}: cannot use the image {value!r}: {reason}."
+MSG_BAD_IMAGE = Message("bad_image", "{where}: cannot use the image {value!r}: {reason}.")
 
 GRAY_MODES = {"1", "L"}
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}

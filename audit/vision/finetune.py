@@ -113,7 +113,8 @@ def _batches(n: int, batch_size: int, gen):
 
     parts = list(torch.randperm(n, generator=gen).split(batch_size))
     if len(parts) > 1 and len(parts[-1]) == 1:
-        parts[-2] = torch.cat([parts[-2], parts.pop()])
+        last = parts.pop()
+        parts[-1] = torch.cat([parts[-1], last])
     return parts
 
 
