@@ -94,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transferability", help="rank candidate base models for a spec's data, before fine-tuning")
     t.add_argument("spec")
     t.add_argument("--candidate", action="append", default=[], help="another base model (package:NAME or folder)")
+    c = sub.add_parser("convert", help="convert a pickled image checkpoint (.pth) to a safetensors model folder "
+                                       "(read with torch.load(weights_only=True) only)")
+    c.add_argument("src", help="the checkpoint file (.pth/.pt/.bin or .safetensors)")
+    c.add_argument("--arch", required=True, help="architecture, e.g. efficientnet-lite0")
+    c.add_argument("--out", required=True, help="new folder for model.safetensors + config.json")
+    c.add_argument("--key-map", help="YAML/JSON mapping {regex: replacement} applied to the weight names "
+                                     "in order (null drops a key)")
+    c.add_argument("--image-size", type=int, help="input size written to the preprocessing config "
+                                                  "(default: the architecture's own)")
     return p
 
 
@@ -237,6 +246,20 @@ def _cmd_transferability(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    from .vision.convert import convert
+
+    if args.image_size is not None and not 16 <= args.image_size <= 2048:
+        raise AuditError(f"convert: --image-size must be a whole number in [16, 2048]. Got {args.image_size} instead.")
+    done = convert(args.src, args.arch, args.out, args.key_map, args.image_size)
+    print(f"converted {args.src} -> {done.out} ({done.architecture}, {done.tensors} tensors, "
+          f"{done.parameters:,} values, {done.num_classes} classes; {done.renamed} keys renamed, "
+          f"{done.dropped} dropped; strict load and forward pass checked)")
+    print(f"source sha256:  {done.source_sha256}")
+    print(f"weights sha256: {done.weights_sha256}")
+    return 0
+
+
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt("SIGTERM")
 
@@ -270,6 +293,8 @@ def main(argv=None) -> int:
             return _cmd_diff(args)
         if args.command == "transferability":
             return _cmd_transferability(args)
+        if args.command == "convert":
+            return _cmd_convert(args)
     except AuditError as e:
         if debug:
             traceback.print_exc()
