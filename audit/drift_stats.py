@@ -52,16 +52,17 @@ def median_bandwidth(z: np.ndarray, rng, max_rows: int = 1000) -> float:
     return float(np.median(pdist(rows, "sqeuclidean"))) or 1.0
 
 
-def mmd_permutation_test(x: np.ndarray, y: np.ndarray, n_perm: int = 1000, seed: int = 0,
+def mmd_permutation_test(x: np.ndarray, y: np.ndarray, n_perm: int = 999, seed: int = 0,
                          max_rows: int = 1000) -> dict:
     """Unbiased MMD² with an RBF kernel (median-heuristic bandwidth) and a seeded permutation p-value.
 
     Every statistic is a quadratic form of the one pooled kernel matrix K (zero diagonal): with `a` marking
     the first sample, b = 1 - a and r = K1, the three block sums are a'Ka, a'r - a'Ka and 1'K1 - 2a'r + a'Ka.
     So B permutations cost one (N x N) @ (N x B) product. The p-value counts the observed labelling as one of
-    the permutations, (1 + #{null >= observed}) / (1 + B): a level-alpha test whenever alpha * (B + 1) is a
-    whole number (B = 99 and B = 999 decide 5% and 1% exactly). K is kept in float32: it halves the O(N²)
-    time and memory, and its rounding (about 1e-7 relative) is far below the spread of the permutation null.
+    the permutations, (1 + #{null >= observed}) / (1 + B), so P(p <= alpha) <= alpha under no drift for any
+    B, with equality when alpha * (B + 1) is a whole number (B = 99 or 999 at 5% and 1%). K is kept in
+    float32: it halves the O(N²) time and memory, and its rounding (about 1e-7 relative) is far below the
+    spread of the permutation null.
     """
     rng = np.random.default_rng(seed)
     if len(x) > max_rows:

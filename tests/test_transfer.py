@@ -301,3 +301,17 @@ def test_logme_rule_warns_when_the_base_is_no_better_than_tfidf():
         assert (logme_of["base"] <= logme_of["no_transfer"]) == (expected == "WARN"), logme_of
         for policy_file in ("policies/default.yaml", "policies/strict.yaml", "policies/eu-ai-act.yaml"):
             assert _outcomes(ms, "transfer-base-above-tfidf-logme", policy_file) == [expected]
+
+
+def test_group_gains_say_why_they_are_missing_without_a_sensitive_column():
+    """A free-text spec with no sensitive column: the group rule is SKIPPED with the reason, not an
+    unexplained 'produced no transfer.group_gain'."""
+    ev, _ = _evidence(0.8, 0.75)
+    ev = make_evidence(ev.dataset.splits["current"].frame, ev.dataset.splits["current"].y,
+                       {role: ev.pred(role, "current") for role in ("adapted", "base_probe", "no_transfer")},
+                       sensitive=(), embeddings={"base": {"train": np.random.default_rng(0).normal(size=(800, 8))}})
+    result = transfer.run(ev, transfer.TransferConfig(cv_folds=3), StatsConfig(n_boot=100))
+    (group,) = [m for m in result.measurements if m.metric == "transfer.group_gain"]
+    assert group.status.value == "SKIPPED" and "data.sensitive" in group.details["reason"]
+    outcome = _outcomes(list(result.measurements), "transfer-group-not-hurt")
+    assert outcome == ["SKIPPED"]

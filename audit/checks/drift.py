@@ -31,8 +31,8 @@ class DriftConfig:
     # build in twenty.
     alpha: float = option(0.01, "family-wise level of drift.detected (Bonferroni over the spaces tested)",
                           lo=1e-6, hi=0.5)
-    permutations: int = option(999, "permutations of the MMD² test (999: p-values in steps of 0.001, so "
-                                    "p < 0.05 and p < 0.01 are exact-level tests)", lo=99, hi=100000)
+    permutations: int = option(999, "permutations of the MMD² test (999: p-values in steps of 0.001, and "
+                                    "p <= 0.05 or p <= 0.01 has exactly that false-alarm rate)", lo=99, hi=100000)
     pca_components: int = option(32, "principal components (fitted on reference + current pooled) the "
                                      "embeddings are projected on before the MMD² test", lo=2, hi=512)
     evidently_embeddings: bool = option(True, "also run evidently's domain-classifier embedding drift")

@@ -156,6 +156,9 @@ def run(evidence, config: TransferConfig, stats) -> CheckResult:
     out = gains(evidence, config, stats)
     if evidence.dataset.sensitive:
         out += group_gains(evidence, config, stats)
+    else:       # a record that says why, so a group rule reads "not applicable", not "nothing measured"
+        out.append(Measurement(NAME, "transfer.group_gain", A, None, None, 0, Status.SKIPPED, None,
+                               {"reason": "no sensitive column declared (data.sensitive): per-group gains need one"}))
     out += transferability(evidence, config, stats)
     out += forgetting(evidence, stats, config.cv_folds)
     out += representation_change(evidence, config, stats)
