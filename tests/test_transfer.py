@@ -300,7 +300,7 @@ def test_logme_rule_warns_when_the_base_is_no_better_than_tfidf():
         logme_of = {m.model: m.value for m in ms if m.metric == "transfer.logme"}
         assert (logme_of["base"] <= logme_of["no_transfer"]) == (expected == "WARN"), logme_of
         for policy_file in ("policies/default.yaml", "policies/strict.yaml", "policies/eu-ai-act.yaml"):
-            assert _outcomes(ms, "transfer-base-above-tfidf-logme", policy_file) == [expected]
+            assert _outcomes(ms, "transfer-base-logme-above-control", policy_file) == [expected]
 
 
 def test_group_gains_say_why_they_are_missing_without_a_sensitive_column():
