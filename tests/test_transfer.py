@@ -303,6 +303,7 @@ def test_logme_rule_warns_when_the_base_is_no_better_than_tfidf():
             assert _outcomes(ms, "transfer-base-logme-above-control", policy_file) == [expected]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.DataDimensionalityWarning")     # one-word TF-IDF control
 def test_group_gains_say_why_they_are_missing_without_a_sensitive_column():
     """A free-text spec with no sensitive column: the group rule is SKIPPED with the reason, not an
     unexplained 'produced no transfer.group_gain'."""
