@@ -67,4 +67,4 @@ def rows_to_measure(missing: dict, unit: str = "rows", then: dict | None = None)
 
 
 def no_estimate(why: str) -> dict:
-    return {"factor": None, "rows": None, "text": f"provide the missing evidence first ({why}); no rows estimate"}
+    return {"factor": None, "rows": None, "text": f"provide the missing evidence first: {why}"}
