@@ -180,24 +180,56 @@ def _evidence(adapted_acc, control_acc, n=800, seed=0):
                                     "no_transfer": flip(control_acc)}), y
 
 
-def test_paired_gain_and_mcnemar_match_direct_computation():
-    from scipy.stats import binom
+def test_paired_gain_matches_sklearn_a_row_bootstrap_and_statsmodels_mcnemar():
+    """Independent references: sklearn for the point, a plain row-resampling bootstrap for the interval (within
+    Monte Carlo error), statsmodels' exact McNemar for the p-value."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from statsmodels.stats.contingency_tables import mcnemar
 
-    ev, y = _evidence(0.8, 0.75, n=300)
-    stats = StatsConfig(n_boot=500)
-    (acc,) = [m for m in transfer.gains(ev, transfer.TransferConfig(), stats)
-              if m.metric == "transfer.gain_vs_no_transfer" and m.group["metric"] == "accuracy"]
+    ev, y = _evidence(0.8, 0.72, n=400)
+    stats = StatsConfig(n_boot=4000)
+    ms = transfer.gains(ev, transfer.TransferConfig(), stats)
     pa, pb = ev.pred("adapted", "current"), ev.pred("no_transfer", "current")
-    assert acc.value == pytest.approx(np.mean(pa == y) - np.mean(pb == y))
-    cells = ev.cells("current", 500)
-    # Direct: for each resample, sum each joint cell's count times its rows' correctness difference.
-    diff_of_cell = np.zeros(cells.n_cells)
-    diff_of_cell[cells.cell_of_row] = (pa == y).astype(float) - (pb == y)
-    direct = cells.counts @ diff_of_cell / len(y)
-    assert acc.ci[0] == pytest.approx(np.quantile(direct, 0.025)) and acc.ci[1] == pytest.approx(np.quantile(direct, 0.975))
-    b = int(np.sum((pa == y) & (pb != y)))
-    c = int(np.sum((pa != y) & (pb == y)))
-    assert acc.details["mcnemar_p"] == pytest.approx(min(1.0, 2 * binom.cdf(min(b, c), b + c, 0.5)))
+    (acc,) = [m for m in ms if m.metric == "transfer.gain_vs_no_transfer" and m.group["metric"] == "accuracy"]
+    (f1,) = [m for m in ms if m.metric == "transfer.gain_vs_no_transfer" and m.group["metric"] == "macro_f1"]
+    assert acc.value == pytest.approx(accuracy_score(y, pa) - accuracy_score(y, pb))
+    assert f1.value == pytest.approx(f1_score(y, pa, average="macro") - f1_score(y, pb, average="macro"))
+    rng = np.random.default_rng(123)
+    idx = rng.integers(0, len(y), size=(4000, len(y)))
+    rows = (pa[idx] == y[idx]).mean(1) - (pb[idx] == y[idx]).mean(1)
+    lo, hi = np.quantile(rows, [0.025, 0.975])
+    assert acc.ci[0] == pytest.approx(lo, abs=0.006) and acc.ci[1] == pytest.approx(hi, abs=0.006)
+    table = [[np.sum((pa == y) & (pb == y)), np.sum((pa == y) & (pb != y))],
+             [np.sum((pa != y) & (pb == y)), np.sum((pa != y) & (pb != y))]]
+    assert acc.details["mcnemar_p"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+    # accuracy and macro F1 are one family: each carries its interval at the Bonferroni level 1 - 0.05/2
+    sim = acc.details["simultaneous"]
+    assert sim["family_size"] == 2 and sim["level"] == pytest.approx(0.975)
+    assert sim["ci"][0] < acc.ci[0] and sim["ci"][1] > acc.ci[1]
+
+
+def test_forgetting_is_positive_when_the_adapted_encoder_lost_the_source_task():
+    """Base embeddings separate the source labels, the adapted ones are noise: forgetting is the accuracy lost,
+    with an interval above 0; identical encoders forget nothing."""
+    from transfer_audit.data import Split
+
+    rng = np.random.default_rng(0)
+    n = 300
+    ev, _ = _evidence(0.8, 0.8, n=n)
+    y_src = rng.integers(0, 2, n)
+    informative = np.c_[y_src * 3.0 + rng.normal(0, 1, n), rng.normal(size=(n, 7))]
+    noise = rng.normal(size=(n, 8))
+    ev.dataset.splits["source_eval"] = Split("source_eval", tuple(f"s{i}" for i in range(n)), y_src,
+                                             pd.DataFrame(index=range(n)), "digest-src", "test")
+    stats = StatsConfig(n_boot=500)
+    ev.embeddings.update({"base": {"source_eval": informative}, "adapted": {"source_eval": noise}})
+    (lost,) = transfer.forgetting(ev, stats, 3)
+    assert lost.details["base_accuracy"] > 0.85 and 0.35 < lost.details["adapted_accuracy"] < 0.65
+    assert lost.value == pytest.approx(lost.details["base_accuracy"] - lost.details["adapted_accuracy"])
+    assert lost.ci[0] > 0.2 and lost.details["mcnemar_p"] < 1e-6
+    ev.embeddings["adapted"]["source_eval"] = informative
+    (kept,) = transfer.forgetting(ev, stats, 3)
+    assert kept.value == 0.0 and kept.ci == (0.0, 0.0)
 
 
 def test_degraded_adapted_model_is_flagged_as_negative_transfer():

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..options import option
 from ..results import CheckResult, Measurement, ModelRole, Status
+from ..simultaneous import with_simultaneous
 from ..stats import CellBootstrap, mcnemar_exact, percentile_ci
 from ..transfer_stats import cka_noise_floor, corrected_cv_interval, logme
 from .common import accuracy_samples, group_codes, macro_f1, macro_f1_samples
@@ -27,7 +28,7 @@ class TransferConfig:
     cka_permutations: int = option(200, "row shuffles per layer for the CKA noise floor", lo=20, hi=10000)
 
 
-def paired_gain(y, pred_a, pred_b, k, cells, metric: str, level: float):
+def paired_gain(y, pred_a, pred_b, k, cells, metric: str, level: float, with_samples: bool = False):
     """(point, CI, McNemar p, discordant counts) of metric(a) - metric(b) on the same resamples."""
     if metric == "accuracy":
         point = float(np.mean(pred_a == y) - np.mean(pred_b == y))
@@ -36,23 +37,27 @@ def paired_gain(y, pred_a, pred_b, k, cells, metric: str, level: float):
         point = macro_f1(y, pred_a, k) - macro_f1(y, pred_b, k)
         samples = macro_f1_samples(y, pred_a, k, cells) - macro_f1_samples(y, pred_b, k, cells)
     p, b, c = mcnemar_exact(pred_a == y, pred_b == y)
-    return point, percentile_ci(samples, level), p, b, c
+    out = (point, percentile_ci(samples, level), p, b, c)
+    return out + (samples,) if with_samples else out
 
 
 def gains(evidence, config, stats) -> list[Measurement]:
+    """Gains over each control in accuracy and macro F1: a rule on one gain decides both at once, on
+    Bonferroni-adjusted intervals (simultaneous.py)."""
     split = config.split
     y = evidence.y(split)
     k = evidence.dataset.n_classes
     cells = evidence.cells(split, stats.n_boot)
     pa = evidence.pred(A, split)
-    out = []
+    items = []
     for metric_name, other in (("transfer.gain_vs_no_transfer", M0), ("transfer.gain_vs_base_probe", M1)):
         pb = evidence.pred(other, split)
         for metric in ("accuracy", "macro_f1"):
-            point, ci, p, b, c = paired_gain(y, pa, pb, k, cells, metric, stats.ci_level)
-            out.append(Measurement(NAME, metric_name, A, point, ci, int(y.size), Status.MEASURED, {"metric": metric},
-                                   {"mcnemar_p": p, "adapted_only_right": b, "other_only_right": c, "versus": other}))
-    return out
+            point, ci, p, b, c, samples = paired_gain(y, pa, pb, k, cells, metric, stats.ci_level, with_samples=True)
+            items.append((Measurement(NAME, metric_name, A, point, ci, int(y.size), Status.MEASURED, {"metric": metric},
+                                      {"mcnemar_p": p, "adapted_only_right": b, "other_only_right": c, "versus": other}),
+                          lambda lv, samples=samples: percentile_ci(samples, lv)))
+    return with_simultaneous(items, stats.ci_level)
 
 
 def group_gains(evidence, config, stats) -> list[Measurement]:
@@ -62,7 +67,7 @@ def group_gains(evidence, config, stats) -> list[Measurement]:
     ca = evidence.pred(A, config.split) == y
     cb = evidence.pred(M0, config.split) == y
     cells = evidence.cells(config.split, stats.n_boot)
-    out = []
+    items = []
     for feature in evidence.dataset.sensitive:
         codes, names = group_codes(split.frame, [feature])
         g = len(names)
@@ -75,14 +80,17 @@ def group_gains(evidence, config, stats) -> list[Measurement]:
             n = int(point[i].sum())
             grp = {"feature": feature, "value": name}
             if n < stats.min_group_n:
-                out.append(Measurement(NAME, "transfer.group_gain", A, None, None, n, Status.INSUFFICIENT_DATA, grp,
-                                       {"reason": f"n={n} < min_group_n={stats.min_group_n}"}))
+                items.append((Measurement(NAME, "transfer.group_gain", A, None, None, n, Status.INSUFFICIENT_DATA, grp,
+                                          {"reason": f"n={n} < min_group_n={stats.min_group_n}",
+                                           "missing_rows": {name: stats.min_group_n - n}}), None))
                 continue
             value = float((point[i, 1, :].sum() - point[i, :, 1].sum()) / n)
             p, b, c = mcnemar_exact(ca[codes == i], cb[codes == i])
-            out.append(Measurement(NAME, "transfer.group_gain", A, value, percentile_ci(gain_b[:, i], stats.ci_level), n,
-                                   Status.MEASURED, grp, {"metric": "accuracy", "versus": M0, "mcnemar_p": p}))
-    return out
+            items.append((Measurement(NAME, "transfer.group_gain", A, value, percentile_ci(gain_b[:, i], stats.ci_level),
+                                      n, Status.MEASURED, grp, {"metric": "accuracy", "versus": M0, "mcnemar_p": p,
+                                                                "rows": {name: n}}),
+                          lambda lv, s=gain_b[:, i]: percentile_ci(s, lv)))
+    return with_simultaneous(items, stats.ci_level)
 
 
 def transferability(evidence, config, stats) -> list[Measurement]:
