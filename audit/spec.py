@@ -75,7 +75,8 @@ class DataSpec:
 class FinetuneSpec:
     """model.finetune: the recipe used when model.adapted is null."""
 
-    method: FinetuneMethod = option(FinetuneMethod.FULL, "which weights train: all, LoRA adapters, or the head only")
+    method: FinetuneMethod = option(FinetuneMethod.FULL, "which weights train: all, LoRA adapters, the head only, "
+                                                         "or (images) the last blocks and the head")
     epochs: int = option(1, "passes over the train split", lo=1, hi=100)
     learning_rate: float = option(5e-5, "AdamW learning rate", lo=1e-8, hi=1.0)
     batch_size: int = option(32, "rows per optimisation step", lo=1, hi=4096)
@@ -180,7 +181,8 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
     seed = top.int("seed", 0, lo=0, hi=2**32 - 1)
 
     d = top.child("data", {"train", "reference", "current", "source_eval", "template", "text", "label",
-                           "positive_label", "sensitive", "features", "image"}, {"train", "reference", "current", "label"})
+                           "positive_label", "sensitive", "features", "image"},
+                {"train", "reference", "current", "label"})
     template, text = d.str("template"), d.str("text")
     image = _image_section(d, task, base_dir)
     if image is not None:

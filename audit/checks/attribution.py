@@ -131,7 +131,8 @@ def run(evidence, config: AttributionConfig, stats, models=None) -> CheckResult:
     pictures = _overlay_table(modality, inputs, runs, split.y[rows], evidence.dataset.classes, config.overlays)
     if pictures:
         tables["saliency"] = pictures
-    notes = [modality.attribution_note(len(rows), schedule, config.tolerance), modality.sensitive_note(evidence.dataset)]
+    notes = [modality.attribution_note(len(rows), schedule, config.tolerance),
+             modality.sensitive_note(evidence.dataset)]
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes),
                        cost={"seconds": {r: c["seconds"] for r, c in cost.items()}})
 

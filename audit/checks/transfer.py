@@ -146,7 +146,7 @@ def representation_change(evidence, config, stats) -> list[Measurement]:
     if base is None or adapted is None or len(base) != len(adapted):
         return [Measurement(NAME, "transfer.cka", A, None, None, 0, Status.SKIPPED, None,
                             {"reason": "per-layer states of both encoders are not available"})]
-    names = evidence.info.get("layer_names") or ["embeddings"] + [f"layer {l}" for l in range(1, len(base))]
+    names = evidence.info.get("layer_names") or ["embeddings"] + [f"layer {i}" for i in range(1, len(base))]
     n = int(base[0].shape[0])
     out = []
     for layer in range(len(base)):
