@@ -83,7 +83,7 @@ def test_a_planted_corner_patch_is_found_by_attribution_and_flagged(lite32, cell
     assert lift["value"] > 2, lift
     assert share["value"] > 2 * area
     assert _rule(outcome, "attribution-region-lift")[0]["status"] == "FAIL"
-    assert _rule(outcome, "attribution-sensitive-share")[0]["status"] == "WARN"
+    assert _rule(outcome, "attribution-sensitive-share")[0]["status"] in ("WARN", "INCONCLUSIVE")   # CI vs 10%
     assert outcome.results["gate"]["verdict"] == "FAIL" and outcome.exit_code == 1
     # the sane recipe shows no negative transfer (the control of the destructive-rate test below)
     assert all(r["status"] != "FAIL" for r in _rule(outcome, "transfer-no-negative-transfer"))
