@@ -65,7 +65,7 @@ def _rule(outcome, rule_id, **group):
 
 
 ATTRIBUTION = {"performance": {}, "transfer": {"cv_folds": 3},
-               "attribution": {"samples": 6, "quality_samples": 0, "overlays": 2}}
+               "attribution": {"samples": 6, "max_steps": 50, "quality_samples": 0, "overlays": 2}}
 
 
 def test_a_planted_corner_patch_is_found_by_attribution_and_flagged(lite32, cells, lift_policy, tmp_path):
