@@ -48,4 +48,4 @@ def test_hostile_source_stays_yaml_data():
     results["data"]["current"]["source"] = "x\n- dataset: {id: injected}\n"
     data = yaml.safe_load(eval_results(results))
     assert all(set(e) == {"dataset", "value", "notes"} for e in data)
-    assert len(data) == 1 and len(parse_eval_result_entries(data)) == 1    # one headline metric, nothing injected
+    assert len(data) == 2 and len(parse_eval_result_entries(data)) == 2    # accuracy and macro F1, nothing injected

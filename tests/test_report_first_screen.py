@@ -55,8 +55,19 @@ def test_matrix_shows_the_three_roles_with_their_values_and_intervals():
             m = measured(results, metric, role, group)
             assert f'<span class="v">{fmt(m["value"])}</span>' in cell, (label, role)
             assert fmt_ci(m["ci"]) in cell and "<svg" in cell, (label, role)
-    assert any(k.startswith("counterfactual flip rate · sex values") for k in rows)
     assert "not measured" in rows["attribution sensitive share"][0]          # M0 has no attribution
+
+
+def test_matrix_shows_the_worst_counterfactual_axis():
+    results = load("fail")
+    for axis, role, flips in (("names", "adapted", 0.01), ("sex values", "adapted", 0.2),
+                              ("sex values", "base_probe", 0.05)):
+        results["measurements"].append({"check": "bias", "metric": "bias.counterfactual_flip_rate", "model": role,
+                                        "value": flips, "ci": [0.0, flips + 0.03], "n": 100, "status": "MEASURED",
+                                        "group": {"axis": axis}, "details": None})
+    cells = matrix_rows(render_one("report.html", results))["counterfactual flip rate · sex values (worst of 2 axes)"]
+    assert "not measured" in cells[0] and '<span class="v">0.050</span>' in cells[1]
+    assert '<span class="v">0.200</span>' in cells[2]
 
 
 def test_matrix_cells_are_coloured_by_the_rule_that_judges_them():
