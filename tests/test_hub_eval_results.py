@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 from huggingface_hub import parse_eval_result_entries
+
 from transfer_audit.render import render_all
 from transfer_audit.render.card import EVAL_RESULTS, dataset_id, eval_results
 
