@@ -132,13 +132,14 @@ def verdict_sentence(results: dict) -> str:
     fail, fail_s = names("FAIL")
     inc, inc_s = names("INCONCLUSIVE")
     warn, warn_s = names("WARN", blocking=False)
+    # Only the worst kind is named, so the sentence stays one line or two; the others are counted.
+    kinds = [(fail, fail_s, "blocking rule{s} failed"), (inc, inc_s, "blocking rule{s} could not be decided"),
+             (warn, warn_s, "warning rule{s} tripped")]
     parts = []
-    if fail:
-        parts.append(f"{len(fail)} blocking rule{'s' if len(fail) > 1 else ''} failed ({fail_s})")
-    if inc:
-        parts.append(f"{len(inc)} blocking rule{'s' if len(inc) > 1 else ''} could not be decided ({inc_s})")
-    if warn:
-        parts.append(f"{len(warn)} warning rule{'s' if len(warn) > 1 else ''} tripped ({warn_s})")
+    for ids, shown, what in kinds:
+        if ids:
+            text = f"{len(ids)} {what.format(s='s' if len(ids) > 1 else '')}"
+            parts.append(f"{text} ({shown})" if not parts else text)
     if not parts:
         return f"{verdict}: every rule of policy {results['policy']['name']} passed."
     return f"{verdict} because " + "; ".join(parts) + "."
