@@ -159,11 +159,14 @@ def actions(results: dict, advice_for, to_decide_text) -> list[dict]:
             continue
         a["where"].append(group_label(r.get("group")))
         if r["status"] == "INCONCLUSIVE" and r.get("n_to_decide"):
-            a["to_decide"].append(to_decide_text(r))
+            a["to_decide"].append((group_label(r.get("group")), to_decide_text(r)))
     for a in out.values():
         a["where"] = ", ".join(w for w in a["where"] if w != "all")
-        a["to_decide"] = a["to_decide"][0] if len(a["to_decide"]) == 1 else \
-            (f"{a['to_decide'][0]} (and {len(a['to_decide']) - 1} more groups)" if a["to_decide"] else "")
+        decide = a["to_decide"]
+        if len(decide) > 1:       # one figure per group: the first here, the others in the attention table
+            a["to_decide"] = f"({decide[0][0]}) {decide[0][1]}; {len(decide) - 1} more in the table below"
+        else:
+            a["to_decide"] = decide[0][1] if decide else ""
     return list(out.values())
 
 
