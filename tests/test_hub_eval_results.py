@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 from huggingface_hub import parse_eval_result_entries
+
 from transfer_audit.render import render_all
 from transfer_audit.render.card import EVAL_RESULTS, dataset_id, eval_results
 
@@ -48,4 +49,4 @@ def test_hostile_source_stays_yaml_data():
     results["data"]["current"]["source"] = "x\n- dataset: {id: injected}\n"
     data = yaml.safe_load(eval_results(results))
     assert all(set(e) == {"dataset", "value", "notes"} for e in data)
-    assert len(data) == 1 and len(parse_eval_result_entries(data)) == 1    # one headline metric, nothing injected
+    assert len(data) == 2 and len(parse_eval_result_entries(data)) == 2    # accuracy and macro F1, nothing injected

@@ -4,9 +4,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 from ..presentation import attention, group_label, is_blocking
+from . import overview
 
 ROLE_LABELS = {"adapted": "adapted (M2)", "base_probe": "base + probe (M1)", "no_transfer": "no transfer (M0)",
                "no_transfer_text": "TF-IDF + LR", "no_transfer_tabular": "trees on raw columns",
@@ -14,7 +15,8 @@ ROLE_LABELS = {"adapted": "adapted (M2)", "base_probe": "base + probe (M1)", "no
                "base": "base encoder"}
 ROLE_ORDER = list(ROLE_LABELS)
 CHECK_TITLES = {"performance": "Performance", "bias": "Bias and fairness", "drift": "Drift",
-                "transfer": "Transfer: is fine-tuning worth it?", "attribution": "Attribution: what the model relies on",
+                "transfer": "Transfer: is fine-tuning worth it?",
+                "attribution": "Attribution: what the model relies on",
                 "slices": "Slices: where did fine-tuning hurt?"}
 ADVICE = {
     "performance": "Check the training data and recipe; compare with the no-transfer control before shipping.",
@@ -125,6 +127,30 @@ def _chart(rows, bound=None):
             "right": left + width, "lo": lo, "hi": hi, "bound_x": x(bound) if bound is not None else None}
 
 
+def _insufficient(rows) -> list[dict]:
+    """Groups too small to measure, listed once per table: taken out of every row's details, one line per
+    (group, list), naming the models only where the list differs between them."""
+    seen = OrderedDict()
+    for r in rows:
+        groups = r["details"].pop("insufficient_groups", None)
+        missing = r["details"].pop("missing_rows", None)
+        if isinstance(missing, dict):
+            groups = [f"{g} (+{k} rows)" if isinstance(k, int) else str(g) for g, k in missing.items()]
+        if groups:
+            names = groups if isinstance(groups, str) else ", ".join(map(str, groups))
+            seen.setdefault((r["group"], names), []).append(r["role_label"])
+    by_group = Counter(g for g, _ in seen)
+    return [{"group": g, "groups": names, "models": ", ".join(roles) if by_group[g] > 1 else ""}
+            for (g, names), roles in seen.items()]
+
+
+def _worst_status(rows, rules, metric) -> str:
+    """The worst rule outcome on this metric (for the collapsed section's summary line), else MEASURED."""
+    order = ["FAIL", "ERROR", "INCONCLUSIVE", "WARN", "PASS"]
+    got = {r["status"] for r in rules if r["metric"] == metric and not r.get("waived")}
+    return next((s for s in order if s in got), "MEASURED")
+
+
 def build_context(results: dict, timings: dict | None = None) -> dict:
     gate = results["gate"]
     rules = gate["rules"]
@@ -147,13 +173,14 @@ def build_context(results: dict, timings: dict | None = None) -> dict:
             metrics.setdefault(m["metric"], []).append({
                 "group": group_label(m.get("group")), "role": m["model"],
                 "role_label": ROLE_LABELS.get(m["model"], m["model"]), "value": m["value"], "ci": m["ci"],
-                "n": m["n"], "status": m["status"], "details": m.get("details") or {}})
+                "n": m["n"], "status": m["status"], "details": dict(m.get("details") or {})})
         blocks = []
         for metric, rows in metrics.items():
             rows.sort(key=lambda r: (r["group"], ROLE_ORDER.index(r["role"]) if r["role"] in ROLE_ORDER else 99))
             bound = next((bounds[(metric, r["role"])] for r in rows if (metric, r["role"]) in bounds), None)
             chart = _chart(rows, bound) if len(rows) <= 30 and any(r["ci"] for r in rows) else None
-            blocks.append({"metric": metric, "rows": rows, "chart": chart})
+            blocks.append({"metric": metric, "rows": rows, "chart": chart, "insufficient": _insufficient(rows),
+                           "worst": _worst_status(rows, rules, metric)})
         tables = [_table(k, t) for k, t in (check.get("tables") or {}).items()
                   if isinstance(t, dict) and "columns" in t]
         sections.append({"check": name, "title": CHECK_TITLES.get(name, name), "status": check["status"],
@@ -162,4 +189,8 @@ def build_context(results: dict, timings: dict | None = None) -> dict:
             "policy": results["policy"], "verdict": gate["verdict"], "counts": gate.get("counts", {}),
             "rules": rules, "attention": needing, "opted_out": opted_out, "headline": list(headline.values()),
             "sections": sections, "role_labels": ROLE_LABELS,
+            "sentence": overview.verdict_sentence(results), "matrix": overview.matrix(results),
+            "roles": overview.ROLES, "bar_w": overview.BAR_W,
+            "actions": overview.actions(results, advice_for, to_decide_text),
+            "slopes": overview.slopes(results), "top_slices": overview.top_slices(results),
             "timings": timings or {}, "tool": results["tool"]}
