@@ -51,7 +51,8 @@ def counterfactual_measurements(evidence, models, config, stats):
     rng = np.random.default_rng(stats.seed)
     axes = models.modality.counterfactual_axes(evidence.dataset, split, rng)
     if not axes:
-        why = "no identity terms (sensitive values, gendered words, lexicon names) occur in the evaluation texts"
+        why = ("the inputs offer nothing to change (for text: no identity terms, i.e. sensitive values, gendered "
+               "words or lexicon names, occur in the evaluation texts)")
         return not_measured(why), None, [f"Counterfactual test skipped: {why}."], 0
     pos = evidence.dataset.positive
     for axis, (rows, new) in list(axes.items()):
@@ -76,9 +77,11 @@ def counterfactual_measurements(evidence, models, config, stats):
             out.extend(_axis_records(role, grp, axis, flips, change, pos, stats))
             if role == ModelRole.ADAPTED.value:
                 for j in np.argsort(-change, kind="stable")[:3]:
-                    examples.append([axis, split.inputs[rows[j]], new[j], float(before[j, pos if pos is not None else 0]),
+                    examples.append([axis, str(split.inputs[rows[j]]), str(new[j]),
+                                     float(before[j, pos if pos is not None else 0]),
                                      float(after[j, pos if pos is not None else 0]), bool(flips[j])])
     table = {"title": "Counterfactual pairs with the largest change (adapted model)",
-             "columns": ["axis", "original text", "swapped text", "P(positive) before", "P(positive) after", "flipped"],
+             "columns": ["axis", "original input", "changed input", "P(positive) before", "P(positive) after",
+                         "flipped"],
              "rows": examples}
     return out, table, [], 2 * len(all_new)

@@ -7,7 +7,7 @@ tasks/text.py is the reference implementation; read it next to this interface.
 
 | what                      | method                      | who calls it                 |
 |---------------------------|-----------------------------|------------------------------|
-| rows -> model inputs      | read_inputs                 | data.load_dataset            |
+| rows -> model inputs      | read_inputs, fingerprint    | data.load_dataset            |
 | load / fine-tune models   | prepare_models              | runner                       |
 | the forward pass (floor)  | forward, cache_key          | evidence.build_evidence      |
 | no-transfer controls (M0) | input_controls              | controls.build_controls      |
@@ -15,6 +15,8 @@ tasks/text.py is the reference implementation; read it next to this interface.
 | LogME control features    | control_features            | checks.transfer              |
 | counterfactual swaps      | counterfactual_axes         | checks.counterfactual        |
 | attribution               | explainers, attribute, ...  | checks.attribution           |
+
+tasks/image.py is the second implementation (image files; pixels; perturbations as counterfactuals).
 """
 from __future__ import annotations
 
@@ -43,20 +45,20 @@ class Attribution:
 class Models:
     """The models of one audit. Handed only to checks that declare `needs_models` (bias, attribution)."""
 
-    modality: "Modality"
+    modality: Modality
     base: object                 # the frozen pre-trained encoder
     adapted: object              # the adapted classifier under audit
     processor: object            # what turns inputs into tensors (a tokenizer, an image processor)
     probe: object = None         # M1's head: a fitted sklearn pipeline on the base's pooled embeddings
     pickle_accepted: bool = False
 
-    def with_probe(self, probe) -> "Models":
+    def with_probe(self, probe) -> Models:
         return replace(self, probe=probe)
 
     def score(self, inputs, what: str) -> dict:
         """Class probabilities of new inputs (counterfactuals) for the adapted model and the base probe."""
-        from ..results import ModelRole
         from ..evidence import softmax
+        from ..results import ModelRole
 
         adapted = self.modality.forward(self, "adapted", inputs, what=f"{what}: adapted model")
         base = self.modality.forward(self, "base", inputs, what=f"{what}: base model")
@@ -68,9 +70,14 @@ class Modality(Protocol):
     """One per kind of input. Instances are built from the spec (`tasks.modality_for`) and hold its settings."""
 
     name: str
+    unit_name: str                  # what an attribution unit is called in reports ("word", "image cell")
+    control_features_name: str      # what the LogME control features are ("TF-IDF", "HOG ...")
 
     def read_inputs(self, frame, src, data, spec_file: str) -> list:
         """The model inputs of a split's rows (texts; image paths), validated with clear InputErrors."""
+
+    def fingerprint(self, inputs) -> list:
+        """What identifies the inputs' content in the rows' digest (texts; image files' SHA-256)."""
 
     def prepare_models(self, spec, dataset, cache_root, timings: dict) -> tuple[Models, dict]:
         """Load the base; load or fine-tune (cached by content) the adapted model. Returns the models and
@@ -81,7 +88,8 @@ class Modality(Protocol):
 
     def forward(self, models: Models, which: str, inputs, *, layer_rows: int = 0, what: str = "inference") -> dict:
         """One batched pass of `which` ('base' | 'adapted') over inputs: {'pooled': (n, d),
-        'logits': (n, K) for 'adapted', 'layers': (L, k, d) pooled per layer for the first `layer_rows` rows}."""
+        'logits': (n, K) for 'adapted', 'layers': L arrays (k, d_l) pooled per layer (or stage, whose widths
+        may differ) for the first `layer_rows` rows, optionally 'layer_names': L strings}."""
 
     def input_controls(self, train, seed: int) -> dict:
         """No-pretraining controls fitted on the train split's inputs: {role: model with predict_proba(inputs)}."""
@@ -93,7 +101,8 @@ class Modality(Protocol):
         """Features with no pre-training, of the same width as the base's embeddings (the LogME control)."""
 
     def counterfactual_axes(self, dataset, split, rng) -> dict:
-        """{axis: (row indices, changed inputs)}: each input with only an identity attribute changed."""
+        """{axis: (row indices, changed inputs)}: each input with only an identity attribute changed (text), or
+        under one label-irrelevant perturbation (images). str(changed input) is how reports show it."""
 
     def explainers(self, models: Models) -> dict:
         """{role: differentiable module} for the adapted model and the base probe."""
@@ -105,7 +114,13 @@ class Modality(Protocol):
         """Attribution per human-readable unit (words for text), special units dropped."""
 
     def sensitive_units(self, dataset, extra_terms) -> set[str]:
-        """Units that name an identity (sensitive words)."""
+        """Units that name an identity (sensitive words), or lie in the region of interest (image cells)."""
+
+    def sensitive_note(self, dataset) -> str:
+        """One sentence for the report: which units count as sensitive, and where that comes from."""
+
+    def illustrate(self, inputs, attributions, limit: int) -> list[str]:
+        """Base64 PNG pictures of the first `limit` attributions (saliency overlays), or [] for none."""
 
     def quality_scores(self, module, input_, target: int, steps: int, seed: int) -> dict:
         """captum's infidelity and sensitivity_max for one example, and the passes they cost."""
