@@ -291,7 +291,8 @@ def _with_source_set(ev, base_emb, adapted_emb, y_src):
 def test_forgetting_rule_warns_when_the_lower_bound_of_the_drop_is_above_two_points():
     """Base embeddings separate the source labels, the adapted ones are noise: the drop's whole interval is
     above 2 points, so the default rule warns. Identical encoders forget nothing: it passes. An interval that
-    straddles 2 points passes the default (evidence of harm) and is INCONCLUSIVE under strict (safety)."""
+    straddles 2 points passes the default (evidence of harm) when its estimate is inside the bound, and is
+    INCONCLUSIVE under strict (safety)."""
     from transfer_audit.results import Measurement
 
     rng = np.random.default_rng(0)
@@ -306,11 +307,17 @@ def test_forgetting_rule_warns_when_the_lower_bound_of_the_drop_is_above_two_poi
     (kept,) = transfer.forgetting(_with_source_set(ev, informative, informative.copy(), y_src), stats, 3)
     assert kept.value == 0.0 and _outcomes([kept], "transfer-no-forgetting") == ["PASS"]
     assert _outcomes([kept], "transfer-no-forgetting", "policies/strict.yaml") == ["PASS"]
-    straddle = Measurement("transfer", "transfer.forgetting", "adapted", 0.03, (0.01, 0.05), 300,
-                           group={"metric": "accuracy"})
-    assert _outcomes([straddle], "transfer-no-forgetting") == ["PASS"]
-    assert _outcomes([straddle], "transfer-no-forgetting", "policies/strict.yaml") == ["INCONCLUSIVE"]
-    assert _outcomes([straddle], "transfer-no-forgetting", "policies/eu-ai-act.yaml") == ["PASS"]
+    # Harm mode warns only on evidence of harm, but a point past the bound is never a pass (issue 12):
+    # an interval straddling 2 points with its estimate inside passes, with its estimate past is INCONCLUSIVE.
+    inside = Measurement("transfer", "transfer.forgetting", "adapted", 0.015, (0.0, 0.03), 300,
+                         group={"metric": "accuracy"})
+    past = Measurement("transfer", "transfer.forgetting", "adapted", 0.03, (0.01, 0.05), 300,
+                       group={"metric": "accuracy"})
+    for harm_policy in ("policies/default.yaml", "policies/eu-ai-act.yaml"):
+        assert _outcomes([inside], "transfer-no-forgetting", harm_policy) == ["PASS"]
+        assert _outcomes([past], "transfer-no-forgetting", harm_policy) == ["INCONCLUSIVE"]
+    assert _outcomes([inside], "transfer-no-forgetting", "policies/strict.yaml") == ["INCONCLUSIVE"]
+    assert _outcomes([past], "transfer-no-forgetting", "policies/strict.yaml") == ["INCONCLUSIVE"]
 
 
 def test_logme_rule_warns_when_the_base_is_no_better_than_tfidf():
@@ -337,8 +344,9 @@ def test_logme_rule_warns_when_the_base_is_no_better_than_tfidf():
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.DataDimensionalityWarning")     # one-word TF-IDF control
 def test_group_gains_say_why_they_are_missing_without_a_sensitive_column():
-    """A free-text spec with no sensitive column: the group rule is SKIPPED with the reason, not an
-    unexplained 'produced no transfer.group_gain'."""
+    """A free-text spec with no sensitive column: the group record is SKIPPED with the reason, and the rule on it
+    is INCONCLUSIVE naming what is missing (missing evidence is not a pass), not an unexplained 'produced no
+    transfer.group_gain'."""
     ev, _ = _evidence(0.8, 0.75)
     ev = make_evidence(ev.dataset.splits["current"].frame, ev.dataset.splits["current"].y,
                        {role: ev.pred(role, "current") for role in ("adapted", "base_probe", "no_transfer")},
@@ -346,5 +354,9 @@ def test_group_gains_say_why_they_are_missing_without_a_sensitive_column():
     result = transfer.run(ev, transfer.TransferConfig(cv_folds=3), StatsConfig(n_boot=100))
     (group,) = [m for m in result.measurements if m.metric == "transfer.group_gain"]
     assert group.status.value == "SKIPPED" and "data.sensitive" in group.details["reason"]
-    outcome = _outcomes(list(result.measurements), "transfer-group-not-hurt")
-    assert outcome == ["SKIPPED"]
+    from transfer_audit.gate import gate
+    from transfer_audit.policy import load_policy
+
+    decision = gate(list(result.measurements), {"transfer"}, load_policy("policies/default.yaml"))
+    (outcome,) = [o for o in decision.outcomes if o.rule.id == "transfer-group-not-hurt"]
+    assert outcome.status.value == "INCONCLUSIVE" and "data.sensitive" in outcome.reason
