@@ -25,6 +25,7 @@ class Split:
     frame: object            # pandas DataFrame of the sampled rows (raw columns)
     digest: str
     source: str              # where the rows came from (for the manifest and the report)
+    template: str | None = None   # the format string that rendered the texts from the rows, if any
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -187,8 +188,9 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset
                              f"data.train does not have. Train labels: {', '.join(classes)}.")
         inputs = modality.read_inputs(df, src, data, spec_file)
         y = np.array([index[v] for v in labels], dtype=np.int64)
+        template = src.template or (None if src.text else data.template)
         splits[name] = Split(name, tuple(inputs), y, df, _digest(inputs, labels, df, sorted(needed)),
-                             str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))
+                             str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"), template)
     return Dataset(tuple(classes), positive, splits, data.sensitive, data.features)
 
 

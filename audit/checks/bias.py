@@ -37,13 +37,17 @@ class BiasConfig:
     intersections: bool = option(True, "also audit pairwise intersections of the sensitive columns (sex x race)")
     counterfactual: bool = option(True, "run counterfactual identity swaps (needs the models)")
     # 0 flips in 200 rows decides a 5% bound at the Bonferroni level of 3+ axes; in 100 it never can
-    counterfactual_samples: int = option(200, "swapped rows per axis at most", lo=10, hi=100000)
+    counterfactual_samples: int = option(200, "source texts per counterfactual axis at most (each keeps all its "
+                                              "swaps)", lo=10, hi=100000)
+    counterfactual_links: tuple[str, ...] = option((), "columns that change with a swapped sensitive value in "
+                                                       "templated rows, as 'sex: relationship Husband=Wife' (added to "
+                                                       "the built-in links)")
 
 
 # ---- disparities of one feature: plain (fairlearn) and corrected (fairness_stats), vectorised --------------
 
 # TPR/FPR-based disparities compare groups with enough positives and negatives (as the slices check does).
-MASK_OF = {d: "labelled" for d in NEEDS_LABELS}
+MASK_OF = dict.fromkeys(NEEDS_LABELS, "labelled")
 CORRECTION = "pairwise gaps of smoothed rates (small-group corrected); point: bootstrap bias-corrected"
 CHANGE_METHOD = ("lower: corrected lower bound of one disparity minus the other's upper bound (alpha/4 each); "
                  "upper: paired bound of the largest change of a pairwise gap; point: bootstrap bias-corrected")
@@ -185,12 +189,19 @@ METHOD_NOTE = ("Disparities are decided on a small-group-corrected interval, not
                "the lower.")
 
 
+def check_config(section, config: BiasConfig) -> None:
+    """The links' format, checked when the spec is read (an input error names the file, field and value)."""
+    from ..tasks.text_counterfactual import parse_link
+
+    for entry in config.counterfactual_links:
+        if parse_link(entry) is None:
+            raise section.fail("counterfactual_links", "entries like 'sex: relationship Husband=Wife'", entry)
+
+
 def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     ds = evidence.dataset
     if not ds.sensitive:
-        from ..results import skipped
-
-        return skipped(NAME, NO_SENSITIVE)
+        return _counterfactual_only(evidence, config, stats, models)
     split = ds.splits[config.split]
     y = split.y
     k = ds.n_classes
@@ -232,6 +243,26 @@ def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     tables["disparities"] = _disparity_table(out)
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes),
                        cost={"forward_rows": forward_rows})
+
+
+NO_GROUPS = ("Group metrics (disparities, per-group rates, inherited/introduced) need a declared sensitive column "
+             "(data.sensitive); only the counterfactual swaps of gendered words and names ran.")
+
+
+def _counterfactual_only(evidence, config: BiasConfig, stats, models) -> CheckResult:
+    """Free text with no group column: the counterfactual axes need none, so they still run."""
+    from ..results import skipped
+    from .counterfactual import counterfactual_measurements
+
+    if not config.counterfactual or models is None:
+        return skipped(NAME, NO_SENSITIVE)
+    items, table, notes, forward_rows = counterfactual_measurements(evidence, models, config, stats)
+    group_metrics = [m for m in METRICS if "counterfactual" not in m]
+    items += [(Measurement(NAME, metric, role.value, None, None, 0, Status.SKIPPED, None, {"reason": NO_SENSITIVE}),
+               None) for metric in group_metrics for role in MAIN_ROLES]
+    out = with_simultaneous(items, stats.ci_level)
+    return CheckResult(NAME, Status.MEASURED, tuple(out), tables={"counterfactual_examples": table} if table else {},
+                       notes=(NO_GROUPS, *notes), cost={"forward_rows": forward_rows})
 
 
 def _disparity_table(ms) -> dict:

@@ -43,20 +43,20 @@ class Attribution:
 class Models:
     """The models of one audit. Handed only to checks that declare `needs_models` (bias, attribution)."""
 
-    modality: "Modality"
+    modality: Modality
     base: object                 # the frozen pre-trained encoder
     adapted: object              # the adapted classifier under audit
     processor: object            # what turns inputs into tensors (a tokenizer, an image processor)
     probe: object = None         # M1's head: a fitted sklearn pipeline on the base's pooled embeddings
     pickle_accepted: bool = False
 
-    def with_probe(self, probe) -> "Models":
+    def with_probe(self, probe) -> Models:
         return replace(self, probe=probe)
 
     def score(self, inputs, what: str) -> dict:
         """Class probabilities of new inputs (counterfactuals) for the adapted model and the base probe."""
-        from ..results import ModelRole
         from ..evidence import softmax
+        from ..results import ModelRole
 
         adapted = self.modality.forward(self, "adapted", inputs, what=f"{what}: adapted model")
         base = self.modality.forward(self, "base", inputs, what=f"{what}: base model")
@@ -92,8 +92,9 @@ class Modality(Protocol):
     def control_features(self, inputs, dim: int, seed: int) -> np.ndarray:
         """Features with no pre-training, of the same width as the base's embeddings (the LogME control)."""
 
-    def counterfactual_axes(self, dataset, split, rng) -> dict:
-        """{axis: (row indices, changed inputs)}: each input with only an identity attribute changed."""
+    def counterfactual_axes(self, dataset, split, rng, links=()) -> dict:
+        """{axis: (source row per pair, changed inputs)}: each input with only an identity attribute changed; a
+        row appears once per swap made from it. links: the spec's extra linked values (checks.bias)."""
 
     def explainers(self, models: Models) -> dict:
         """{role: differentiable module} for the adapted model and the base probe."""

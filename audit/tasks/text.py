@@ -143,10 +143,10 @@ class TextModality:
         proj = GaussianRandomProjection(n_components=dim, random_state=seed).fit(x)
         return np.asarray(proj.transform(x))
 
-    def counterfactual_axes(self, dataset, split, rng) -> dict:
+    def counterfactual_axes(self, dataset, split, rng, links=()) -> dict:
         from .text_counterfactual import counterfactual_axes
 
-        return counterfactual_axes(dataset, split, rng)
+        return counterfactual_axes(dataset, split, rng, links)
 
     # ---- attribution ------------------------------------------------------------------------------------------
     def explainers(self, models: Models) -> dict:
