@@ -167,13 +167,16 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
 
 
 def attribution(spec, dataset, adapted_path, n_examples=16):
-    """Ours vs captum one example at a time with its defaults, both to the same convergence criterion."""
+    """Ours vs captum one example at a time with its defaults, both to the same convergence criterion; what each
+    part of ours gives; and the share of the check's time spent in quality metrics (with the check's defaults)."""
     import torch
     from captum.attr import LayerIntegratedGradients
 
-    from transfer_audit.tasks.text_attribution import attribute_many, baseline_ids, embedding_layer, logits_fn
     from transfer_audit.checks.attribution import AttributionConfig, stratified_sample
     from transfer_audit.models.loading import load_classifier, load_tokenizer, resolve_base
+    from transfer_audit.tasks.text_attribution import (attribute_many, attribute_one, baseline_ids, embedding_layer,
+                                                       logits_fn)
+    from transfer_audit.tasks.text_ig import attribute_bucket, quality_scores
 
     base_path = resolve_base(spec.model.base)
     tok = load_tokenizer(base_path)
@@ -182,14 +185,34 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
     rows = stratified_sample(cur.y, n_examples, 0)
     texts = [cur.inputs[i] for i in rows]
     n = spec.model.finetune.max_length
-    (ours, _), t_ours = timed(attribute_many, model, tok, texts, [None] * len(texts), n, AttributionConfig().schedule(),
-                         0.05, "bench: ours")
+    config = AttributionConfig()
+    schedule = config.schedule()
+    encoded = [tok(t, truncation=True, max_length=n, return_tensors="pt")["input_ids"] for t in texts]
+
+    def one_at_a_time(engine):
+        """The previous engine's loop: one example at a time, starting at the median of the last five needs."""
+        needed, out = [], []
+        for ids in encoded:
+            first = int(np.median(needed[-5:])) if needed else schedule[0]
+            rungs = tuple(s for s in schedule if s >= first) or schedule[-1:]
+            a = engine(ids, rungs)
+            out.append(a)
+            if a.converged:
+                needed.append(a.steps)
+        return out
+
+    variants = {}
+    (ours, _), t_ours = timed(attribute_many, model, tok, texts, [None] * len(texts), n, schedule, 0.05, "bench: ours")
+    variants["ours: length-bucketed batches + shared F(baseline) + captured embeddings"] = t_ours
+    _, variants["own IG one example at a time (no cross-example batching)"] = timed(
+        one_at_a_time, lambda ids, rungs: attribute_bucket(model, tok, ids, [None], rungs, 0.05)[0])
+    _, variants["previous engine: captum LayerIG per example, adaptive steps"] = timed(
+        one_at_a_time, lambda ids, rungs: attribute_one(model, tok, ids, None, rungs, 0.05))
     forward = logits_fn(model)
     lig = LayerIntegratedGradients(forward, embedding_layer(model))
     t = time.perf_counter()
     naive_ok, naive_passes = 0, 0
-    for text in texts:
-        ids = tok(text, truncation=True, max_length=n, return_tensors="pt")["input_ids"]
+    for ids in encoded:
         mask = torch.ones_like(ids)
         base = baseline_ids(ids, tok)
         with torch.no_grad():
@@ -203,10 +226,33 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
                 naive_ok += 1
                 break
     t_naive = time.perf_counter() - t
+    usable = [i for i, a in enumerate(ours) if a.converged]
+    chosen = usable[:max(config.quality_samples, config.sensitivity_samples)]
+    t = time.perf_counter()
+    for rank, i in enumerate(chosen):
+        quality_scores(model, tok, texts[i], ours[i], n, i, sensitivity=rank < config.sensitivity_samples)
+    t_quality = time.perf_counter() - t
     return {"examples": len(texts), "ours_s": t_ours, "naive_s": t_naive, "speedup": t_naive / t_ours,
             "ours_converged": sum(a.converged for a in ours), "naive_converged": naive_ok,
             "ours_passes": sum(a.passes for a in ours), "naive_passes": naive_passes,
-            "ours_median_steps": float(np.median([a.steps for a in ours]))}
+            "ours_median_steps": float(np.median([a.steps for a in ours])),
+            "variants_s": variants, "variants_speedup_vs_captum": {k: t_naive / v for k, v in variants.items()},
+            "quality_s": t_quality,
+            "quality_examples": {"infidelity": min(len(chosen), config.quality_samples),
+                                 "sensitivity_max": min(len(chosen), config.sensitivity_samples)},
+            "quality_share": t_quality / (t_ours + t_quality)}
+
+
+def print_attribution(at):
+    print(f"  {at['examples']} examples: ours {at['ours_s']:.1f} s ({at['ours_passes']} passes, median "
+          f"{at['ours_median_steps']:.0f} steps, {at['ours_converged']} converged) vs captum {at['naive_s']:.1f} s "
+          f"({at['naive_passes']} passes, {at['naive_converged']} converged): {at['speedup']:.2f}x faster "
+          "(target >= 3x)")
+    for name, seconds in at["variants_s"].items():
+        print(f"    {seconds:6.1f} s  {at['variants_speedup_vs_captum'][name]:.2f}x vs captum  {name}")
+    q = at["quality_examples"]
+    print(f"  quality metrics (infidelity on {q['infidelity']}, sensitivity_max on {q['sensitivity_max']} examples): "
+          f"{at['quality_s']:.1f} s = {at['quality_share']:.0%} of the check's time (target <= 25%)")
 
 
 def inference(spec, dataset):
@@ -296,9 +342,7 @@ def main():
     section("3. attribution: ours vs captum one example at a time, n_steps=50, same convergence criterion")
     at = attribution(spec, dataset, adapted_path)
     RESULTS["attribution"] = at
-    print(f"  {at['examples']} examples: ours {at['ours_s']:.1f} s ({at['ours_passes']} passes, median "
-          f"{at['ours_median_steps']:.0f} steps, {at['ours_converged']} converged) vs naive {at['naive_s']:.1f} s "
-          f"({at['naive_passes']} passes, {at['naive_converged']} converged): {at['speedup']:.2f}x faster (target >= 3x)")
+    print_attribution(at)
     section("4. inference speed (sequences/s, base model, current split)")
     inf = inference(spec, dataset)
     RESULTS["inference"] = inf
@@ -317,5 +361,18 @@ def main():
     print(f"\nbench finished in {RESULTS['bench_seconds']:.0f} s; results in bench/results.json")
 
 
+def attribution_only():
+    """`python bench/run_all.py attribution`: section 3 alone; its figures replace that entry of results.json."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    section("3. attribution: ours vs captum one example at a time, n_steps=50, same convergence criterion")
+    spec, dataset, adapted_path = prepare()
+    at = attribution(spec, dataset, adapted_path)
+    print_attribution(at)
+    path = ROOT / "bench" / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["attribution"] = at
+    path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    attribution_only() if sys.argv[1:] == ["attribution"] else main()

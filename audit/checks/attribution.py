@@ -26,7 +26,10 @@ class AttributionConfig:
     max_steps: int = option(300, "most integration steps tried per example", lo=4, hi=5000)
     tolerance: float = option(0.05, "completeness criterion: |delta| <= tolerance * |F(x) - F(baseline)|",
                               lo=1e-6, hi=1.0)
-    quality_samples: int = option(4, "examples for captum's infidelity and sensitivity_max", lo=0, hi=1000)
+    quality_samples: int = option(16, "converged examples per model for infidelity (below 16: advisory, no "
+                                      "interval)", lo=0, hi=1000)
+    sensitivity_samples: int = option(3, "converged examples per model for sensitivity_max, three perturbations each "
+                                          "(below 16: advisory, no interval; each costs 3 attributions)", lo=0, hi=1000)
     min_freq: int = option(3, "a word counts in the top-word tables when seen at least this often", lo=1)
     sensitive_terms: tuple[str, ...] = option((), "extra sensitive words on top of the identity lexicon")
 
@@ -52,11 +55,21 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.asarray(rows[:n], dtype=int))
 
 
-def summarise(unit_lists, sensitive: set[str]) -> dict:
+ADVISORY_BELOW = 16      # quality metrics on fewer examples get no interval and say they are advisory
+
+
+def summarise(unit_lists, sensitive: set[str], keep=None) -> dict:
     """Per-example unit shares, sensitive share, and global importance over the sample. unit_lists holds, per
-    example, (unit, attribution) pairs as the modality names them (words for text)."""
+    example, (unit, attribution) pairs as the modality names them (words for text). Examples with keep False
+    (explanations that did not converge) stay in place, empty, so lists remain aligned across models, but add
+    nothing to the shares or the importance tables."""
     per_example, shares, totals = [], [], {}
-    for words in unit_lists:
+    keep = [True] * len(unit_lists) if keep is None else list(keep)
+    for words, ok in zip(unit_lists, keep):
+        if not ok:
+            per_example.append([])
+            shares.append(np.nan)
+            continue
         mass = sum(abs(s) for _, s in words) or 1.0
         per_example.append([(w, s / mass) for w, s in words])
         sens = sum(abs(s) for w, s in words if w in sensitive)
@@ -67,7 +80,8 @@ def summarise(unit_lists, sensitive: set[str]) -> dict:
             t[0] += abs(s)
             t[1] += 1
             t[2] += s
-    return {"words": per_example, "sensitive_share": np.array(shares, dtype=float), "totals": totals}
+    return {"words": per_example, "sensitive_share": np.array(shares, dtype=float), "totals": totals,
+            "excluded": len(keep) - sum(keep)}
 
 
 def importance(summary: dict, min_freq: int) -> dict[str, float]:
@@ -103,8 +117,8 @@ def run(evidence, config: AttributionConfig, stats, models=None) -> CheckResult:
     sensitive = modality.sensitive_units(evidence.dataset, config.sensitive_terms)
     cost = {role: {"passes": sum(a.passes for a in attrs), "seconds": round(seconds, 2)}
             for role, (attrs, seconds) in runs.items()}
-    summaries = {role: summarise([modality.attribution_units(a) for a in attrs], sensitive)
-                 for role, (attrs, _) in runs.items()}
+    summaries = {role: summarise([modality.attribution_units(a) for a in attrs], sensitive,
+                                 [a.converged for a in attrs]) for role, (attrs, _) in runs.items()}
     out = []
     for role, (attrs, _) in runs.items():
         out += _convergence(role, attrs, cost[role]["passes"], schedule, config, stats)
@@ -114,13 +128,23 @@ def run(evidence, config: AttributionConfig, stats, models=None) -> CheckResult:
     out += _quality(modality, explainers, runs, inputs, config, stats, cost)
     tables = {"top_words": _top_table(summaries, imp, config.min_freq),
               "top_words_by_class": _class_table(summaries[A], runs[A][0], evidence.dataset.classes, config.min_freq),
-              "cost": {"title": "Attribution cost", "columns": ["model", "examples", "forward+backward passes"],
-                       "rows": [[r, len(rows), c["passes"]] for r, c in cost.items()]}}
+              "cost": {"title": "Attribution cost", "columns": ["model", "examples", "forward+backward passes",
+                                                                "attribution seconds", "quality-metric seconds"],
+                       "rows": [[r, len(rows), c["passes"], c["seconds"], c["quality_seconds"]]
+                                for r, c in cost.items()]}}
+    excluded = {role: s["excluded"] for role, s in summaries.items()}
     notes = [modality.attribution_note(len(rows), schedule, config.tolerance),
              f"Sensitive words: the values of {', '.join(evidence.dataset.sensitive) or 'no column'} and an identity "
-             "lexicon (extend it with checks.attribution.sensitive_terms)."]
+             "lexicon (extend it with checks.attribution.sensitive_terms).",
+             "Examples whose attributions did not converge are left out of the sensitive share, the shift and the "
+             "top-word tables (left out: " + ", ".join(f"{r} {n}" for r, n in excluded.items()) + ")."]
+    if min(config.quality_samples, config.sensitivity_samples) < ADVISORY_BELOW:
+        notes.append(f"Quality metrics on fewer than {ADVISORY_BELOW} examples are advisory (no interval): "
+                     f"infidelity on up to {config.quality_samples}, sensitivity_max on up to "
+                     f"{config.sensitivity_samples} converged examples per model.")
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes),
-                       cost={"seconds": {r: c["seconds"] for r, c in cost.items()}})
+                       cost={"seconds": {r: c["seconds"] for r, c in cost.items()},
+                             "quality_seconds": {r: c["quality_seconds"] for r, c in cost.items()}})
 
 
 def _convergence(role, attrs, passes, schedule, config, stats) -> list[Measurement]:
@@ -139,10 +163,12 @@ def _sensitive_share(role, summary, sensitive, stats) -> list[Measurement]:
     have = int(np.isfinite(share).sum())
     if have == 0:
         return [Measurement(NAME, "attribution.sensitive_share", role, None, None, 0, Status.SKIPPED, None,
-                            {"reason": "no sampled text contains a sensitive term"})]
+                            {"reason": "no sampled text with a converged explanation contains a sensitive term",
+                             "excluded_unconverged": summary["excluded"]})]
     return [Measurement(NAME, "attribution.sensitive_share", role, float(np.nanmean(share)),
                         bootstrap_mean_ci(share, stats.n_boot, stats.seed, stats.ci_level), have, Status.MEASURED, None,
-                        {"terms_seen": sorted({wd for ex in summary["words"] for wd, _ in ex if wd in sensitive})})]
+                        {"terms_seen": sorted({wd for ex in summary["words"] for wd, _ in ex if wd in sensitive}),
+                         "excluded_unconverged": summary["excluded"]})]
 
 
 def _shift(summaries, imp, config, stats, n) -> list[Measurement]:
@@ -162,23 +188,48 @@ def _shift(summaries, imp, config, stats, n) -> list[Measurement]:
 
 
 def _quality(modality, explainers, runs, inputs, config, stats, cost) -> list[Measurement]:
+    """Infidelity on up to quality_samples and sensitivity_max on up to sensitivity_samples converged examples,
+    reusing their attributions; fewer than ADVISORY_BELOW examples give an advisory value with no interval."""
+    import time
+
+    from ..progress import Progress
+
     out = []
-    k = min(config.quality_samples, len(inputs))
-    if k == 0:
-        return out
     for role in (A, M1):
         attrs = runs[role][0]
-        scores = [modality.quality_scores(explainers[role], inputs[i], attrs[i].target, attrs[i].steps, stats.seed + i)
-                  for i in range(k)]
+        usable = [i for i, a in enumerate(attrs) if a.converged]
+        chosen = usable[:max(config.quality_samples, config.sensitivity_samples)]
+        start = time.perf_counter()
+        bar = Progress(f"attribution quality metrics: {role}", len(chosen), "examples")
+        scores = []
+        for rank, i in enumerate(chosen):
+            s = modality.quality_scores(explainers[role], inputs[i], attrs[i], stats.seed + i,
+                                        sensitivity=rank < config.sensitivity_samples)
+            scores.append(s if rank < config.quality_samples else {**s, "infidelity": None})
+            bar.update(1)
+        bar.close()
         cost[role]["passes"] += sum(s["passes"] for s in scores)
-        for metric in ("infidelity", "sensitivity_max"):
-            vals = np.array([s[metric] for s in scores])
-            out.append(Measurement(NAME, f"attribution.{metric}", role, float(vals.mean()),
-                                   bootstrap_mean_ci(vals, stats.n_boot, stats.seed, stats.ci_level), k, Status.MEASURED,
-                                   None, {"normalized": metric == "infidelity",
-                                          "perturbation": "Gaussian, 5% of the embedding std" if metric == "infidelity"
-                                          else "uniform, radius 2% of the embedding std"}))
+        cost[role]["quality_seconds"] = round(time.perf_counter() - start, 2)
+        for metric, perturbation in (("infidelity", "Gaussian, 5% of the embedding std, 10 draws"),
+                                     ("sensitivity_max", "uniform, radius 2% of the embedding std, 3 draws")):
+            vals = np.array([s[metric] for s in scores if s[metric] is not None], dtype=float)
+            details = {"normalized": metric == "infidelity", "perturbation": perturbation,
+                       "examples": "converged explanations only"}
+            if vals.size == 0:
+                if not (config.quality_samples if metric == "infidelity" else config.sensitivity_samples):
+                    continue                                        # not asked for
+                out.append(Measurement(NAME, f"attribution.{metric}", role, None, None, 0, Status.SKIPPED, None,
+                                       {**details, "reason": "no converged example was sampled for it"}))
+                continue
+            advisory = vals.size < ADVISORY_BELOW
+            ci = None if advisory else bootstrap_mean_ci(vals, stats.n_boot, stats.seed, stats.ci_level)
+            if advisory:
+                details.update(advisory=True, reason=f"{vals.size} examples < {ADVISORY_BELOW}: advisory, no interval")
+            out.append(Measurement(NAME, f"attribution.{metric}", role, float(vals.mean()), ci, int(vals.size),
+                                   Status.MEASURED, None, details))
     return out
+
+
 def _top_table(summaries, imp, min_freq) -> dict:
     rows = []
     for role in (A, M1):

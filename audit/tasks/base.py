@@ -37,6 +37,7 @@ class Attribution:
     passes: int             # forward+backward passes spent (all tries)
     converged: bool
     skip: frozenset = frozenset()   # units that carry no meaning (special tokens), left out of summaries
+    embedding_scores: object = None  # attributions before summing per unit (e.g. L x H), for quality metrics
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,9 @@ class Modality(Protocol):
     def sensitive_units(self, dataset, extra_terms) -> set[str]:
         """Units that name an identity (sensitive words)."""
 
-    def quality_scores(self, module, input_, target: int, steps: int, seed: int) -> dict:
-        """captum's infidelity and sensitivity_max for one example, and the passes they cost."""
+    def quality_scores(self, module, input_, attribution: Attribution, seed: int, sensitivity: bool) -> dict:
+        """Infidelity and (when asked) sensitivity_max of one explained example, reusing its attribution:
+        {'infidelity', 'sensitivity_max' (None when not asked), 'passes'}."""
 
 
 __all__ = ["Attribution", "Modality", "Models"]

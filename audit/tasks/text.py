@@ -177,10 +177,10 @@ class TextModality:
                 words |= {w.lower() for w in re.findall(r"[A-Za-z]+", value)} - GENERIC_WORDS
         return words
 
-    def quality_scores(self, module, input_, target: int, steps: int, seed: int) -> dict:
-        from .text_attribution import quality_scores
+    def quality_scores(self, module, input_, attribution, seed: int, sensitivity: bool) -> dict:
+        from .text_ig import quality_scores
 
-        return quality_scores(module.model, module.tokenizer, input_, target, steps, self.max_length, seed)
+        return quality_scores(module.model, module.tokenizer, input_, attribution, self.max_length, seed, sensitivity)
 
     def attribution_note(self, n: int, schedule, tolerance: float) -> str:
         return (f"LayerIntegratedGradients on the embedding layer, {n} label-stratified examples of the current "
