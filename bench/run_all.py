@@ -54,8 +54,8 @@ def prepare():
 
 
 def floor(spec, dataset, adapted_path):
-    from transfer_audit.tasks.text_inference import forward_split
     from transfer_audit.models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base, set_threads
+    from transfer_audit.tasks.text_inference import forward_split
 
     set_threads()
     t = time.perf_counter()
@@ -128,7 +128,9 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
         pred = p.argmax(1)
         for _ in range(2000):
             i = rng.integers(0, len(cur), len(cur))
-            accuracy_score(cur.y[i], pred[i]), f1_score(cur.y[i], pred[i], average="macro"), roc_auc_score(cur.y[i], p[i, 1])
+            accuracy_score(cur.y[i], pred[i])
+            f1_score(cur.y[i], pred[i], average="macro")
+            roc_auc_score(cur.y[i], p[i, 1])
     times["performance"] = time.perf_counter() - t
     t = time.perf_counter()                                  # bias: fresh predictions, MetricFrame bootstrap
     tok, base, adapted = models()
@@ -144,9 +146,9 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
     times["bias"] = measured * 2000 / boot_scale_b           # MetricFrame's bootstrap cost is linear in B
     times["bias_measured_at_B"] = {"B": boot_scale_b, "seconds": measured}
     t = time.perf_counter()                                  # drift: fresh embeddings, evidently per column
+    import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
-    import pandas as pd
 
     tok, base, adapted = models()
     rows = 500
@@ -174,8 +176,13 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
 
     from transfer_audit.checks.attribution import AttributionConfig, stratified_sample
     from transfer_audit.models.loading import load_classifier, load_tokenizer, resolve_base
-    from transfer_audit.tasks.text_attribution import (attribute_many, attribute_one, baseline_ids, embedding_layer,
-                                                       logits_fn)
+    from transfer_audit.tasks.text_attribution import (
+        attribute_many,
+        attribute_one,
+        baseline_ids,
+        embedding_layer,
+        logits_fn,
+    )
     from transfer_audit.tasks.text_ig import attribute_bucket, quality_scores
 
     base_path = resolve_base(spec.model.base)
@@ -258,8 +265,8 @@ def print_attribution(at):
 def inference(spec, dataset):
     import torch
 
-    from transfer_audit.tasks.text_inference import forward_split
     from transfer_audit.models.loading import load_encoder, load_tokenizer, resolve_base
+    from transfer_audit.tasks.text_inference import forward_split
 
     base_path = resolve_base(spec.model.base)
     tok, model = load_tokenizer(base_path), load_encoder(base_path)
@@ -278,8 +285,10 @@ def inference(spec, dataset):
                      ("fixed padding + inference_mode", lambda: plain(torch.inference_mode)),
                      ("ours: length bucketing + inference_mode, batch 64",
                       lambda: forward_split(model, tok, texts, n, False, what="bench")),
-                     ("ours, batch 32", lambda: forward_split(model, tok, texts, n, False, batch_size=32, what="bench")),
-                     ("ours, batch 128", lambda: forward_split(model, tok, texts, n, False, batch_size=128, what="bench"))]:
+                     ("ours, batch 32",
+                      lambda: forward_split(model, tok, texts, n, False, batch_size=32, what="bench")),
+                     ("ours, batch 128",
+                      lambda: forward_split(model, tok, texts, n, False, batch_size=128, what="bench"))]:
         _, s = timed(fn)
         out[name] = len(texts) / s
     torch.set_num_threads(1)
@@ -292,7 +301,8 @@ def inference(spec, dataset):
 def startup():
     exe = str(Path(sys.executable).parent / "transfer-audit")
     res = {}
-    for name, args in (("--help", ["--help"]), ("policy lint", ["policy", "lint", str(ROOT / "policies" / "default.yaml")])):
+    lint = ["policy", "lint", str(ROOT / "policies" / "default.yaml")]
+    for name, args in (("--help", ["--help"]), ("policy lint", lint)):
         runs = []
         for _ in range(5):
             _, s = timed(subprocess.run, [exe, *args], capture_output=True)
@@ -323,21 +333,24 @@ def main():
         floor_s = floor(spec, dataset, adapted_path)
         outcome, audit_s, timings = audit_given_model(adapted_path, OUT / f"audit{i}")
         pairs.append((audit_s / floor_s, floor_s, audit_s, timings))
-        print(f"  pair {i + 1}: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {audit_s / floor_s:.2f}x", flush=True)
+        print(f"  pair {i + 1}: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {audit_s / floor_s:.2f}x",
+              flush=True)
     ratio, floor_s, audit_s, timings = sorted(pairs, key=lambda p: p[0])[1]
     RESULTS["overhead"] = {"floor_s": floor_s, "audit_s": audit_s, "ratio": ratio,
                            "ratios": [round(p[0], 3) for p in pairs],
                            "breakdown_s": {"models": timings.get("models_s"), "forward": timings.get("forward_s"),
                                            "baselines": timings.get("baselines_s"), **timings.get("checks_s", {})}}
     print(f"  median: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {ratio:.2f}x (target <= 1.3x)")
-    print("  where the time goes: " + ", ".join(f"{k} {v:.1f} s" for k, v in RESULTS["overhead"]["breakdown_s"].items() if v))
+    print("  where the time goes: " + ", ".join(f"{k} {v:.1f} s" for k, v in RESULTS["overhead"]["breakdown_s"].items()
+                                                if v))
     report = outcome.run_dir / "report.html"
     RESULTS["report_bytes"] = report.stat().st_size
     section("2. against the naive way")
     nv = naive(spec, dataset, adapted_path)
     RESULTS["naive"] = nv
     print(f"  naive {nv['total']:.1f} s vs ours {audit_s:.1f} s: ours/naive = {audit_s / nv['total']:.2f} "
-          f"(bias at B=2000 extrapolated from B={nv['bias_measured_at_B']['B']}: {nv['bias_measured_at_B']['seconds']:.1f} s measured; "
+          f"(bias at B=2000 extrapolated from B={nv['bias_measured_at_B']['B']}: "
+          f"{nv['bias_measured_at_B']['seconds']:.1f} s measured; "
           f"drift on {nv['drift_rows']} rows x 384 embedding columns)")
     section("3. attribution: ours vs captum one example at a time, n_steps=50, same convergence criterion")
     at = attribution(spec, dataset, adapted_path)

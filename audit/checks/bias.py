@@ -82,7 +82,8 @@ def disparity_record(role: str, d: str, st: dict, counts: GroupCounts, masks: di
     short = counts.short_groups(mask, kind)
     grp = {"feature": feature}
     if mask.sum() < 2:
-        need = f"at least {counts.stats.min_group_n} rows" + (" and enough positives/negatives" if kind != "big" else "")
+        need = f"at least {counts.stats.min_group_n} rows" + (
+            " and enough positives/negatives" if kind != "big" else "")
         return Measurement(NAME, f"bias.{d}", role, None, None, n, Status.INSUFFICIENT_DATA, grp,
                            {"reason": f"fewer than 2 groups with {need}", "insufficient_groups": list(short),
                             "missing_rows": short})
@@ -90,7 +91,9 @@ def disparity_record(role: str, d: str, st: dict, counts: GroupCounts, masks: di
         # e.g. a ratio of selection rates when no group has a positive prediction: undefined, not a number
         return Measurement(NAME, f"bias.{d}", role, None, None, n, Status.INSUFFICIENT_DATA, grp,
                            {"reason": "undefined on these predictions (0/0)", "groups_compared": int(mask.sum())})
-    name_n = lambda pair: {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+    def name_n(pair):
+        return {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+
     details = {"groups_compared": int(mask.sum()),
                "corrected": {"value": float(st["corrected"]), "ci": [float(st["lo"]), float(st["hi"])],
                              "method": CORRECTION},
@@ -156,12 +159,17 @@ def decomposition(y, preds: dict, codes, counts: GroupCounts, masks: dict, sampl
             mask = np.asarray(masks[MASK_OF.get(d, "big")], bool)
             side = {r: fs.stacked(rate_counts(conf[r], classes), d, mask) for r in (a, b)}
             only_a, only_b, trials = (np.concatenate([paired[src][i] for src in fs.sources(d)], -1) for i in range(3))
-            interval = lambda level, sa=side[a], sb=side[b], p=(only_a, only_b, trials, side[a][2]): \
-                fs.disparity_change_interval(sa, sb, p, level)
+
+            def interval(level, sa=side[a], sb=side[b], p=(only_a, only_b, trials, side[a][2])):
+                return fs.disparity_change_interval(sa, sb, p, level)
+
             diff = samples[a][d] - samples[b][d]
             point = ma.value - mb.value
             iv = interval(stats.ci_level)
-            name_n = lambda pair: {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+
+            def name_n(pair):
+                return {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+
             details = {"reading": "descriptive, not causal", "minus": b,
                        "corrected": {"value": float(fs.bias_corrected(point, diff, iv["lo"], iv["hi"])),
                                      "ci": [float(iv["lo"]), float(iv["hi"])], "method": CHANGE_METHOD},
@@ -270,7 +278,9 @@ def _disparity_table(ms) -> dict:
     for m in ms:
         if m.metric in (f"bias.{d}" for d in DISPARITIES):
             c = (m.details or {}).get("corrected") or {}
-            span = lambda ci: None if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+            def span(ci):
+                return None if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
             rows.append([m.group["feature"], m.metric.split(".", 1)[1], m.model, m.value, span(m.ci),
                          c.get("value"), span(c.get("ci")), m.status.value])
     return {"title": "Disparities by sensitive feature and model role", "columns":

@@ -85,8 +85,9 @@ def counterfactual_measurements(evidence, models, config, stats):
             out.extend(_axis_records(role, grp, axis, flips, change, cluster, pos, stats))
             if role == ModelRole.ADAPTED.value:
                 for j in np.argsort(-change, kind="stable")[:3]:
-                    examples.append([axis, split.inputs[rows[j]], new[j], float(before[j, pos if pos is not None else 0]),
-                                     float(after[j, pos if pos is not None else 0]), bool(flips[j])])
+                    shown = pos if pos is not None else 0
+                    examples.append([axis, split.inputs[rows[j]], new[j], float(before[j, shown]),
+                                     float(after[j, shown]), bool(flips[j])])
     table = {"title": "Counterfactual pairs with the largest change (adapted model)",
              "columns": ["axis", "original text", "swapped text", "P(positive) before", "P(positive) after", "flipped"],
              "rows": examples}
