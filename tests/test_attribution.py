@@ -123,24 +123,19 @@ def test_stratified_sample_is_balanced_and_seeded():
     assert np.sum(y[rows] == 1) == 5 and np.array_equal(rows, stratified_sample(y, 10, seed=0))
 
 
-def test_batched_engine_matches_captum_one_example_at_a_time(tiny_bert):
+def test_batched_engine_matches_captum_one_example_at_a_time(sentinel_model):
     """Length-bucketed batches (several examples' steps in one pass) give captum's LayerIntegratedGradients
-    attributions, example by example, at the same step count."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from transfer_audit.models.loading import load_tokenizer
-
-    tok = load_tokenizer(tiny_bert)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2).eval()
-    texts = ["a quiet film about a city", "the plot was slow", "a loud film about a road", "music at night"]
-    batched, _ = attribute_many(model, tok, texts, [1, 0, 1, 1], 32, (24,), 1.0, "test")
+    attributions, example by example, at the same step count (few steps on a fine-tuned model, so the
+    quadrature rule matters)."""
+    model, tok, texts, labels = sentinel_model
+    texts = list(texts[:12])
+    targets = [int(t) for t in labels[:12]]
+    batched, _ = attribute_many(model, tok, texts, targets, 32, (6,), 1.0, "test")
     assert len({len(a.units) for a in batched}) < len(texts)          # some share a bucket
-    for text, target, b in zip(texts, [1, 0, 1, 1], batched):
+    for text, target, b in zip(texts, targets, batched):
         ids = tok(text, return_tensors="pt")["input_ids"]
-        one = attribute_one(model, tok, ids, target, (24,), 1.0)
-        assert b.units == one.units and b.steps == one.steps == 24
+        one = attribute_one(model, tok, ids, target, (6,), 1.0)
+        assert b.units == one.units and b.steps == one.steps == 6
         assert b.gap == pytest.approx(one.gap, abs=1e-5)
         assert np.allclose(b.scores, one.scores, atol=1e-5 + 1e-4 * np.abs(one.scores).max())
 
@@ -200,7 +195,7 @@ def test_unconverged_examples_stay_out_of_shares_and_tables_and_quality_is_advis
     class Models:
         modality = fake
 
-    config = attribution.AttributionConfig(samples=n, min_freq=1)
+    config = attribution.AttributionConfig(samples=n, min_freq=1, sensitivity_samples=3)
     result = attribution.run(ev, config, StatsConfig(n_boot=200), Models())
     by = {(m.metric, m.model): m for m in result.measurements}
     share = by[("attribution.sensitive_share", "adapted")]
