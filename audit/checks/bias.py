@@ -199,7 +199,7 @@ METHOD_NOTE = ("Disparities are decided on a small-group-corrected interval, not
 
 def check_config(section, config: BiasConfig) -> None:
     """The links' format, checked when the spec is read (an input error names the file, field and value)."""
-    from ..tasks.text_counterfactual import parse_link
+    from .counterfactual import parse_link
 
     for entry in config.counterfactual_links:
         if parse_link(entry) is None:

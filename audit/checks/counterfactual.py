@@ -5,12 +5,21 @@ names); the originals' predictions come from Evidence, so only the swapped input
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..results import Measurement, ModelRole, Status
 from ..stats import percentile_ci
 
 NAME = "bias"
+LINK_FORMAT = re.compile(r"^\s*([^:\s]+)\s*:\s*([^\s=]+)\s+([^=]+?)\s*=\s*([^=]+?)\s*$")
+
+
+def parse_link(entry: str) -> tuple[str, str, str, str] | None:
+    """'sex: relationship Husband=Wife' -> ('sex', 'relationship', 'Husband', 'Wife'); None if malformed."""
+    m = LINK_FORMAT.match(entry)
+    return m.groups() if m else None
 ROLES = (ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value)
 
 
@@ -55,7 +64,8 @@ def counterfactual_measurements(evidence, models, config, stats):
     """(measurements, table of the largest changes, notes, forward rows spent on the swapped inputs)."""
     split = evidence.dataset.splits[config.split]
     rng = np.random.default_rng(stats.seed)
-    axes = models.modality.counterfactual_axes(evidence.dataset, split, rng, config.counterfactual_links)
+    links = tuple(parse_link(entry) for entry in config.counterfactual_links)    # checked when the spec was read
+    axes = models.modality.counterfactual_axes(evidence.dataset, split, rng, links)
     if not axes:
         why = "no identity terms (sensitive values, gendered words, lexicon names) occur in the evaluation texts"
         return not_measured(why), None, [f"Counterfactual test skipped: {why}."], 0

@@ -95,7 +95,8 @@ class Modality(Protocol):
 
     def counterfactual_axes(self, dataset, split, rng, links=()) -> dict:
         """{axis: (source row per pair, changed inputs)}: each input with only an identity attribute changed; a
-        row appears once per swap made from it. links: the spec's extra linked values (checks.bias)."""
+        row appears once per swap made from it. links: the spec's extra linked values (checks.bias), parsed
+        into (column, linked column, value, value) tuples."""
 
     def explainers(self, models: Models) -> dict:
         """{role: differentiable module} for the adapted model and the base probe."""

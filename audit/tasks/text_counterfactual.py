@@ -23,24 +23,14 @@ import re
 # Applied whenever the sensitive column's value is swapped in a templated row. Extend it per spec with
 # checks.bias.counterfactual_links ("sex: relationship Husband=Wife").
 LINKED_VALUES = {"sex": {"relationship": {"Husband": "Wife", "Wife": "Husband"}}}
-LINK_FORMAT = re.compile(r"^\s*([^:\s]+)\s*:\s*([^\s=]+)\s+([^=]+?)\s*=\s*([^=]+?)\s*$")
 _EDGE_BEFORE, _EDGE_AFTER = r"(?<![\w-])", r"(?![\w-])"
 
 
-def parse_link(entry: str) -> tuple[str, str, str, str] | None:
-    """'sex: relationship Husband=Wife' -> ('sex', 'relationship', 'Husband', 'Wife'); None if malformed."""
-    m = LINK_FORMAT.match(entry)
-    return m.groups() if m else None
-
-
 def linked_values(links=()) -> dict:
-    """LINKED_VALUES with the spec's links added (both directions)."""
+    """LINKED_VALUES with the spec's links added (both directions); links are (column, linked column, value,
+    value) tuples, parsed by checks.counterfactual.parse_link."""
     out = {col: {lc: dict(m) for lc, m in cols.items()} for col, cols in LINKED_VALUES.items()}
-    for entry in links:
-        parsed = parse_link(entry)
-        if parsed is None:
-            raise ValueError(f"counterfactual link {entry!r} is not 'COLUMN: LINKED_COLUMN VALUE=VALUE'")
-        col, linked, a, b = parsed
+    for col, linked, a, b in links:
         pairs = out.setdefault(col, {}).setdefault(linked, {})
         pairs[a], pairs[b] = b, a
     return out
