@@ -102,9 +102,19 @@ def _fixed_split(df, split: str):
     return df.iloc[np.sort(rows)].reset_index(drop=True)
 
 
+def _elpv(split: str):
+    from .vision.sources import load_elpv
+
+    return load_elpv(split)
+
+
 LOADERS = {"adult": _adult, "compas": _compas, "german": _german, "rotten_tomatoes": _rotten_tomatoes,
-           "imdb": _imdb}
+           "imdb": _imdb, "elpv": _elpv}
 SPLITS = ("train", "test", "all")
+LICENSES = {   # shown in results.json and the model card's data section
+    "elpv": "images CC BY-NC-SA 4.0 (non-commercial use only, share-alike; Buerhop-Lutz et al., EU PVSEC 2018; "
+            "Deitsch et al., Solar Energy 185, 2019), loader code Apache-2.0 (elpv-dataset 1.0.0.post1)",
+}
 
 
 @lru_cache(maxsize=16)

@@ -44,9 +44,11 @@ class Dataset:
         return len(self.classes)
 
 
-def read_table(src: SplitSource, spec_file: str, seed: int):
-    """The rows of one split, sampled deterministically (same seed + source => same rows)."""
+def read_table(src: SplitSource, spec_file: str, seed: int, label: str = "label"):
+    """The rows of one split, sampled deterministically (same seed + source => same rows). A folder (image
+    tasks) is read as class sub-folders, the class named in the `label` column."""
     from .builtin_data import SPLITS, load_builtin
+    from .sampling import sample_rows
 
     field = f"data.{src.name}"
     if src.builtin is not None:
@@ -55,18 +57,15 @@ def read_table(src: SplitSource, spec_file: str, seed: int):
             raise InputError(f"{spec_file}: {field}.split must be one of {', '.join(SPLITS)}. "
                              f"Got {split!r} instead.")
         df = load_builtin(src.builtin, split)
+    elif src.path.is_dir():
+        from .vision.sources import folder_source
+
+        df = folder_source(src.path, label, f"{spec_file}: {field}.path")
     else:
         df = _read_file(src.path, spec_file, f"{field}.path")
     if len(df) == 0:
         raise InputError(f"{spec_file}: {field} has no rows ({src.path or src.builtin}).")
-    if src.skip or src.sample:
-        order = np.random.default_rng(seed).permutation(len(df))
-        stop = None if src.sample is None else src.skip + src.sample
-        rows = np.sort(order[src.skip:stop])
-        if rows.size == 0:
-            raise InputError(f"{spec_file}: {field}.skip={src.skip} leaves no rows of the {len(df)} available.")
-        df = df.iloc[rows].reset_index(drop=True)
-    return df
+    return sample_rows(df, src.sample, src.skip, seed, src.mix, f"{spec_file}: {field}")
 
 
 def _read_file(path: Path, spec_file: str, field: str):
@@ -139,7 +138,8 @@ def _digest(inputs, labels, df, columns) -> str:
 
 def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset:
     """Every split of the spec, checked against one another (columns, label set)."""
-    frames = {name: read_table(src, spec_file, seed) for name, src in data.splits().items()}
+    frames = {name: read_table(src, spec_file, seed, src.label or data.label)
+              for name, src in data.splits().items()}
     needed = set(data.sensitive) | set(data.features)
     for name in ("train", "reference", "current"):
         missing = sorted(c for c in needed if c not in frames[name].columns)
@@ -189,8 +189,9 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset
                              f"data.train does not have. Train labels: {', '.join(classes)}.")
         inputs = modality.read_inputs(df, src, data, spec_file)
         y = np.array([index[v] for v in labels], dtype=np.int64)
+        digest = _digest(modality.fingerprint(inputs), labels, df, sorted(needed))
         template = src.template or (None if src.text else data.template)
-        splits[name] = Split(name, tuple(inputs), y, df, _digest(inputs, labels, df, sorted(needed)),
+        splits[name] = Split(name, tuple(inputs), y, df, digest,
                              str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"), template)
     return Dataset(tuple(classes), positive, splits, data.sensitive, data.features)
 
@@ -205,5 +206,5 @@ def _source_split(df, src: SplitSource, data: DataSpec, spec_file: str, modality
     y = np.array([classes.index(v) for v in labels], dtype=np.int64)
     df = df.copy()
     df.attrs["classes"] = classes
-    return Split("source_eval", tuple(inputs), y, df, _digest(inputs, labels, df, []),
+    return Split("source_eval", tuple(inputs), y, df, _digest(modality.fingerprint(inputs), labels, df, []),
                  str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))

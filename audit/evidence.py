@@ -17,7 +17,7 @@ import numpy as np
 from .fileio import atomic_write_bytes, digest_of
 from .results import ModelRole
 
-EVIDENCE_VERSION = "evidence-v1"
+EVIDENCE_VERSION = "evidence-v2"     # v2: per-layer states stored one array per layer (widths may differ)
 LAYER_SAMPLE = 256          # rows of the reference split whose per-layer states are kept (CKA)
 
 
@@ -28,7 +28,7 @@ class Evidence:
     dataset: object
     probs: dict
     embeddings: dict                 # {"base"|"adapted": {split: (n, d)}}
-    layers: dict                     # {"base"|"adapted": (L, k, d) on the reference sample}
+    layers: dict                     # {"base"|"adapted": [L arrays (k, d_l)] on the reference sample}
     seed: int                        # the statistics seed (the policy's), for the shared bootstrap
     modality: object = None          # how inputs are read (descriptors, control features); never runs a model
     info: dict = field(default_factory=dict)
@@ -67,16 +67,35 @@ def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
-                stats["cache_hits"] = stats.get("cache_hits", 0) + 1
-                return {k: z[k] for k in z.files}
+                out = _unpack({k: z[k] for k in z.files})
+            stats["cache_hits"] = stats.get("cache_hits", 0) + 1
+            return out
         except (OSError, ValueError):
             path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
     t = time.perf_counter()
     out = modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
     stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": round(time.perf_counter() - t, 3)})
+    out = _unpack(_pack(out))
     buf = io.BytesIO()
-    np.savez(buf, **out)
+    np.savez(buf, **_pack(out))
     atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def _pack(out: dict) -> dict:
+    """A forward pass's outputs as flat arrays for .npz: the per-layer states one array each."""
+    flat = {k: v for k, v in out.items() if k != "layers"}
+    flat.update({f"layers.{i}": np.asarray(a) for i, a in enumerate(out.get("layers", ()))})
+    return flat
+
+
+def _unpack(flat: dict) -> dict:
+    out = {k: v for k, v in flat.items() if not k.startswith("layers.")}
+    layers = sorted((int(k.split(".")[1]), v) for k, v in flat.items() if k.startswith("layers."))
+    if layers:
+        out["layers"] = [v for _, v in layers]
+    if "layer_names" in out:
+        out["layer_names"] = [str(n) for n in out["layer_names"]]
     return out
 
 
@@ -98,7 +117,7 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
     stats: dict = {}
     splits = [s for s in ("train", "reference", "current", "source_eval") if s in dataset.splits]
     eval_splits = [s for s in ("reference", "current") if s in dataset.splits]
-    emb, layers, logits = {"base": {}, "adapted": {}}, {}, {}
+    emb, layers, logits, layer_names = {"base": {}, "adapted": {}}, {}, {}, None
     for which, names in (("base", splits), ("adapted", [s for s in splits if s != "train"])):
         for split in names:
             rows = LAYER_SAMPLE if split == "reference" else 0
@@ -109,6 +128,7 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
                 logits[split] = out["logits"]
             if "layers" in out:
                 layers[which] = out["layers"]
+                layer_names = out.get("layer_names") or layer_names
     timings["forward_s"] = round(time.perf_counter() - t, 2)
     timings["forward"] = stats.get("forward", [])
     t = time.perf_counter()
@@ -121,7 +141,7 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
     forward_rows = {f"base/{s}": len(dataset.splits[s]) for s in splits}
     forward_rows.update({f"adapted/{s}": len(dataset.splits[s]) for s in splits if s != "train"})
     info = {"controls": control_info, "forward_rows": forward_rows, "cache_hits": stats.get("cache_hits", 0),
-            "max_length": getattr(models.modality, "max_length", None)}
+            "max_length": getattr(models.modality, "max_length", None), "layer_names": layer_names}
     evidence = Evidence(dataset=dataset, probs=probs, embeddings=emb, layers=layers, seed=stats_seed,
                         modality=models.modality, info=info)
     return evidence, models.with_probe(probe)

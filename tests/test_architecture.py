@@ -40,9 +40,12 @@ def _imports(path: Path, top_level_only: bool) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            out.add(mod)
-            # `from . import x` imports the submodule x (names that are not modules are attributes)
-            out |= {f"{mod}.{a.name}" for a in node.names if _is_module(f"{mod}.{a.name}")}
+            # `from . import x` imports the submodule x and needs nothing of the package's own code (Python has
+            # imported the parent already); names that are not modules are attributes of `mod`.
+            submodules = {f"{mod}.{a.name}" for a in node.names if _is_module(f"{mod}.{a.name}")}
+            out |= submodules
+            if len(submodules) < len(node.names):
+                out.add(mod)
     return out
 
 

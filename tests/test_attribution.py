@@ -144,9 +144,17 @@ class _FakeText:
     """A modality whose explanations are scripted: words of each text get attribution 1, and the examples
     listed in `unconverged` fail the completeness check."""
 
+    unit_name = "word"
+
     def __init__(self, unconverged):
         self.unconverged = set(unconverged)
         self.quality_calls = []
+
+    def sensitive_note(self, dataset):
+        return "scripted"
+
+    def illustrate(self, inputs, attributions, limit):
+        return []
 
     def explainers(self, models):
         return {"adapted": "m2", "base_probe": "m1"}

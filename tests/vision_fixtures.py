@@ -45,8 +45,12 @@ def tiny_efficientnet(folder: Path, num_classes: int = 3, size: int = 32, seed: 
     """A randomly initialised EfficientNet-Lite0 saved as a model folder (small input size for speed)."""
     import torch
 
-    from transfer_audit.vision.models import (Architecture, EfficientNetClassifier, build_efficientnet,
-                                              default_preprocess)
+    from transfer_audit.vision.models import (
+        Architecture,
+        EfficientNetClassifier,
+        build_efficientnet,
+        default_preprocess,
+    )
 
     torch.manual_seed(seed)
     net = build_efficientnet(Architecture.LITE0, num_classes).eval()
@@ -115,11 +119,79 @@ def pretrained_lite0(folder: Path, size: int = 32) -> Path:
     with a small input size: well-conditioned batch-norm statistics, unlike random weights."""
     import torch
 
-    from transfer_audit.vision.models import (Architecture, EfficientNetClassifier, build_efficientnet,
-                                              default_preprocess, load_strict)
+    from transfer_audit.vision.models import (
+        Architecture,
+        EfficientNetClassifier,
+        build_efficientnet,
+        default_preprocess,
+        load_strict,
+    )
 
     net = build_efficientnet(Architecture.LITE0, 1000)
     load_strict(net, torch.load(lite0_pth(), weights_only=True), "lite0")
     EfficientNetClassifier(net.eval(), Architecture.LITE0,
                            default_preprocess(Architecture.LITE0).resized(size)).save(folder)
     return folder
+
+
+PATCH_LABELS = ("plain", "patch")
+PATCH = 10         # side of the planted patch in a 32-pixel cell: smaller patches drown in the bright EL cell
+
+
+def patch_table(folder: Path, n: int = 300, size: int = 32, patch: int = PATCH, seed: int = 0, planted: bool = True,
+                brighten: float = 0.0, rows: slice | None = None) -> Path:
+    """Real ELPV cells at size x size written as PNG files, with a table (path, label, type, probability).
+    label is random; with `planted`, cells are at half brightness and every 'patch' image has a white
+    patch x patch square in its top-left corner (a shortcut that encodes the label); `brighten` adds that share
+    of 255 to every pixel (a camera change); `rows` keeps a slice of the n rows (the rows are a shuffled
+    sample, so any slice is a random subset). Returns the CSV's path (relative image paths)."""
+    import pandas as pd
+    from PIL import Image
+
+    from transfer_audit.vision.preprocess import Preprocess, load_images
+    from transfer_audit.vision.sources import load_elpv
+
+    df = load_elpv("all")
+    pick = np.random.default_rng(seed).choice(len(df), n, replace=False)    # shuffled: any slice is a random subset
+    df = df.iloc[pick].reset_index(drop=True)
+    imgs, _ = load_images(df["path"], Preprocess(size, size))
+    y = np.random.default_rng(seed + 1).integers(0, 2, n)
+    if planted:       # cells at half brightness, so the white patch is the brightest mark (a sticker on a dim part)
+        imgs = imgs // 2
+        imgs[y == 1, :patch, :patch] = 255
+    if brighten:
+        imgs = np.clip(imgs.astype(int) + int(round(brighten * 255)), 0, 255).astype(np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    names = []
+    for i, img in enumerate(imgs):
+        name = f"images/cell{i:04d}.png"
+        Image.fromarray(img[:, :, 0], mode="L").save(folder / name)
+        names.append(name)
+    table = pd.DataFrame({"path": names, "label": [PATCH_LABELS[v] for v in y], "type": df["type"],
+                          "probability": df["probability"]})
+    if rows is not None:
+        table = table.iloc[rows].reset_index(drop=True)
+    table.to_csv(folder / "cells.csv", index=False)
+    return folder / "cells.csv"
+
+
+def image_spec(base: str, table: Path, out: Path, current: Path | None = None, checks: dict | None = None,
+               finetune: dict | None = None, image: dict | None = None, policy: Path | None = None) -> dict:
+    """An image-classification spec over patch_table tables: train 160, reference 70, current 70 rows."""
+    root = Path(__file__).resolve().parent.parent
+    return {
+        "name": "tiny-cells", "task": "image-classification", "seed": 0,
+        "data": {"train": {"path": str(table), "sample": 160},
+                 "reference": {"path": str(table), "sample": 70, "skip": 160},
+                 "current": ({"path": str(current)} if current is not None
+                             else {"path": str(table), "sample": 70, "skip": 230}),
+                 "image": image or {}, "label": "label", "positive_label": "patch", "sensitive": ["type"]},
+        "model": {"base": base, "adapted": None,
+                  "finetune": finetune or {"method": "head", "epochs": 20, "learning_rate": 1e-2, "batch_size": 16}},
+        "checks": checks if checks is not None else {
+            "performance": {}, "bias": {"counterfactual_samples": 10},
+            "drift": {"permutations": 500, "evidently_embeddings": False}, "transfer": {"cv_folds": 3},
+            "attribution": {"samples": 4, "quality_samples": 0, "overlays": 2}},
+        "policy": str(policy or root / "policies" / "default.yaml"), "output": str(out),
+    }

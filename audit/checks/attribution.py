@@ -1,5 +1,7 @@
-"""Attribution: which words the adapted model relies on, whether the explanations converge, how much weight
-sensitive words carry, and how all that shifted from the base probe (M1) to the fine-tuned model (M2)."""
+"""Attribution: which units (words of a text, cells of an image) the adapted model relies on, whether the
+explanations converge, how much weight sensitive units carry (identity words; image cells in a region of
+interest) next to their share of the input, and how all that shifted from the base probe (M1) to the
+fine-tuned model (M2). Modalities that draw pictures (images) add a few saliency overlays for the report."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +13,8 @@ from ..results import CheckResult, Measurement, ModelRole, Status, skipped
 from ..stats import bootstrap_mean_ci, wilson_ci
 
 NAME = "attribution"
-METRICS = ("attribution.converged_share", "attribution.sensitive_share", "attribution.shift_spearman",
+METRICS = ("attribution.converged_share", "attribution.sensitive_share", "attribution.sensitive_lift",
+           "attribution.shift_spearman",
            "attribution.shift_top10_overlap", "attribution.sensitive_share_change", "attribution.infidelity",
            "attribution.sensitivity_max")
 A, M1 = ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value
@@ -29,10 +32,14 @@ class AttributionConfig:
     quality_samples: int = option(16, "converged examples per model for infidelity (below 16: advisory, no "
                                       "interval)", lo=0, hi=1000)
     # one example keeps the quality metrics under a quarter of the check's time at 16 examples (bench)
-    sensitivity_samples: int = option(1, "converged examples per model for sensitivity_max, three perturbations each "
-                                          "(below 16: advisory, no interval; each costs 3 attributions)", lo=0, hi=1000)
+    sensitivity_samples: int = option(1, "the first of the quality examples that also get sensitivity_max, three "
+                                          "perturbations each (below 16: advisory, no interval; each costs 3 "
+                                          "attributions)", lo=0, hi=1000)
     min_freq: int = option(3, "a word counts in the top-word tables when seen at least this often", lo=1)
-    sensitive_terms: tuple[str, ...] = option((), "extra sensitive words on top of the identity lexicon")
+    sensitive_terms: tuple[str, ...] = option((), "extra sensitive units: words on top of the identity lexicon; "
+                                                      "image cells (r1c1 ...) on top of the region of interest")
+    overlays: int = option(3, "explained examples drawn as saliency pictures per model in the report (image tasks)",
+                           lo=0, hi=12)
 
     def schedule(self) -> tuple[int, ...]:
         """Step counts tried in turn: adaptive starts low and doubles; fixed starts at n_steps."""
@@ -60,29 +67,33 @@ ADVISORY_BELOW = 16      # quality metrics on fewer examples get no interval and
 
 
 def summarise(unit_lists, sensitive: set[str], keep=None) -> dict:
-    """Per-example unit shares, sensitive share, and global importance over the sample. unit_lists holds, per
-    example, (unit, attribution) pairs as the modality names them (words for text). Examples with keep False
-    (explanations that did not converge) stay in place, empty, so lists remain aligned across models, but add
-    nothing to the shares or the importance tables."""
-    per_example, shares, totals = [], [], {}
+    """Per-example unit shares, sensitive share (and the sensitive units' share of all units: words of a text,
+    equal-area cells of an image), and global importance over the sample. unit_lists holds, per example,
+    (unit, attribution) pairs as the modality names them. Examples with keep False (explanations that did not
+    converge) stay in place, empty, so lists remain aligned across models, but add nothing to the shares or the
+    importance tables."""
+    per_example, shares, areas, totals = [], [], [], {}
     keep = [True] * len(unit_lists) if keep is None else list(keep)
     for words, ok in zip(unit_lists, keep):
         if not ok:
             per_example.append([])
             shares.append(np.nan)
+            areas.append(np.nan)
             continue
         mass = sum(abs(s) for _, s in words) or 1.0
         per_example.append([(w, s / mass) for w, s in words])
         sens = sum(abs(s) for w, s in words if w in sensitive)
-        shares.append(sens / mass if any(w in sensitive for w, _ in words) else np.nan)
+        count = sum(w in sensitive for w, _ in words)
+        shares.append(sens / mass if count else np.nan)
+        areas.append(count / len(words) if count else np.nan)
     for words in per_example:
         for w, s in words:
             t = totals.setdefault(w, [0.0, 0, 0.0])
             t[0] += abs(s)
             t[1] += 1
             t[2] += s
-    return {"words": per_example, "sensitive_share": np.array(shares, dtype=float), "totals": totals,
-            "excluded": len(keep) - sum(keep)}
+    return {"words": per_example, "sensitive_share": np.array(shares, dtype=float),
+            "sensitive_area": np.array(areas, dtype=float), "totals": totals, "excluded": len(keep) - sum(keep)}
 
 
 def importance(summary: dict, min_freq: int) -> dict[str, float]:
@@ -123,26 +134,30 @@ def run(evidence, config: AttributionConfig, stats, models=None) -> CheckResult:
     out = []
     for role, (attrs, _) in runs.items():
         out += _convergence(role, attrs, cost[role]["passes"], schedule, config, stats)
-        out += _sensitive_share(role, summaries[role], sensitive, stats)
+        out += _sensitive_share(role, summaries[role], sensitive, stats, modality.unit_name)
     imp = {role: importance(summaries[role], config.min_freq) for role in summaries}
     out += _shift(summaries, imp, config, stats, len(rows))
     out += _quality(modality, explainers, runs, inputs, config, stats, cost)
-    tables = {"top_words": _top_table(summaries, imp, config.min_freq),
-              "top_words_by_class": _class_table(summaries[A], runs[A][0], evidence.dataset.classes, config.min_freq),
+    unit = modality.unit_name
+    tables = {"top_words": _top_table(summaries, imp, config.min_freq, unit),
+              "top_words_by_class": _class_table(summaries[A], runs[A][0], evidence.dataset.classes, config.min_freq,
+                                                 unit),
               # seconds vary run to run, so they go to CheckResult.cost (the manifest), not to the results
               "cost": {"title": "Attribution cost", "columns": ["model", "examples", "forward+backward passes",
                                                                 "of which quality metrics"],
                        "rows": [[r, len(rows), c["passes"], c["quality_passes"]] for r, c in cost.items()]}}
+    pictures = _overlay_table(modality, inputs, runs, split.y[rows], evidence.dataset.classes, config.overlays)
+    if pictures:
+        tables["saliency"] = pictures
     excluded = {role: s["excluded"] for role, s in summaries.items()}
     notes = [modality.attribution_note(len(rows), schedule, config.tolerance),
-             f"Sensitive words: the values of {', '.join(evidence.dataset.sensitive) or 'no column'} and an identity "
-             "lexicon (extend it with checks.attribution.sensitive_terms).",
+             modality.sensitive_note(evidence.dataset),
              "Examples whose attributions did not converge are left out of the sensitive share, the shift and the "
-             "top-word tables (left out: " + ", ".join(f"{r} {n}" for r, n in excluded.items()) + ")."]
+             "top tables (left out: " + ", ".join(f"{r} {n}" for r, n in excluded.items()) + ")."]
     if min(config.quality_samples, config.sensitivity_samples) < ADVISORY_BELOW:
         notes.append(f"Quality metrics on fewer than {ADVISORY_BELOW} examples are advisory (no interval): "
                      f"infidelity on up to {config.quality_samples}, sensitivity_max on up to "
-                     f"{config.sensitivity_samples} converged examples per model.")
+                     f"{min(config.sensitivity_samples, config.quality_samples)} converged examples per model.")
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes),
                        cost={"seconds": {r: c["seconds"] for r, c in cost.items()},
                              "quality_seconds": {r: c["quality_seconds"] for r, c in cost.items()}})
@@ -159,17 +174,26 @@ def _convergence(role, attrs, passes, schedule, config, stats) -> list[Measureme
                          "schedule": list(schedule)})]
 
 
-def _sensitive_share(role, summary, sensitive, stats) -> list[Measurement]:
-    share = summary["sensitive_share"]
-    have = int(np.isfinite(share).sum())
-    if have == 0:
-        return [Measurement(NAME, "attribution.sensitive_share", role, None, None, 0, Status.SKIPPED, None,
-                            {"reason": "no sampled text with a converged explanation contains a sensitive term",
-                             "excluded_unconverged": summary["excluded"]})]
-    return [Measurement(NAME, "attribution.sensitive_share", role, float(np.nanmean(share)),
-                        bootstrap_mean_ci(share, stats.n_boot, stats.seed, stats.ci_level), have, Status.MEASURED, None,
-                        {"terms_seen": sorted({wd for ex in summary["words"] for wd, _ in ex if wd in sensitive}),
-                         "excluded_unconverged": summary["excluded"]})]
+def _sensitive_share(role, summary, sensitive, stats, unit: str) -> list[Measurement]:
+    """The share of |attribution| on sensitive units, and that share over the units' share of the input (lift:
+    1 = no more than their size; 5 = five times it), per example, averaged with bootstrap intervals."""
+    share, area = summary["sensitive_share"], summary["sensitive_area"]
+    have = np.isfinite(share)
+    if not have.any():
+        reason = {"reason": f"no explained example with a converged explanation has a sensitive {unit}",
+                  "excluded_unconverged": summary["excluded"]}
+        return [Measurement(NAME, metric, role, None, None, 0, Status.SKIPPED, None, reason)
+                for metric in ("attribution.sensitive_share", "attribution.sensitive_lift")]
+    seen = {"units_seen": sorted({wd for ex in summary["words"] for wd, _ in ex if wd in sensitive})[:40],
+            "excluded_unconverged": summary["excluded"]}
+    lift = share[have] / area[have]
+    n = int(have.sum())
+    ci = (stats.n_boot, stats.seed, stats.ci_level)
+    return [Measurement(NAME, "attribution.sensitive_share", role, float(share[have].mean()),
+                        bootstrap_mean_ci(share[have], *ci), n, Status.MEASURED, None, seen),
+            Measurement(NAME, "attribution.sensitive_lift", role, float(lift.mean()), bootstrap_mean_ci(lift, *ci), n,
+                        Status.MEASURED, None, {"mean_area_share": float(area[have].mean()),
+                                                "reading": f"share of attribution / share of the {unit}s"})]
 
 
 def _shift(summaries, imp, config, stats, n) -> list[Measurement]:
@@ -199,26 +223,28 @@ def _quality(modality, explainers, runs, inputs, config, stats, cost) -> list[Me
     for role in (A, M1):
         attrs = runs[role][0]
         usable = [i for i, a in enumerate(attrs) if a.converged]
-        chosen = usable[:max(config.quality_samples, config.sensitivity_samples)]
+        chosen = usable[:config.quality_samples]          # sensitivity_max runs on the first of these
         start = time.perf_counter()
         bar = Progress(f"attribution quality metrics: {role}", len(chosen), "examples")
         scores = []
         for rank, i in enumerate(chosen):
             s = modality.quality_scores(explainers[role], inputs[i], attrs[i], stats.seed + i,
                                         sensitivity=rank < config.sensitivity_samples)
-            scores.append(s if rank < config.quality_samples else {**s, "infidelity": None})
+            scores.append(s)
             bar.update(1)
         bar.close()
         cost[role]["quality_passes"] = sum(s["passes"] for s in scores)
         cost[role]["passes"] += cost[role]["quality_passes"]
         cost[role]["quality_seconds"] = round(time.perf_counter() - start, 2)
-        for metric, perturbation in (("infidelity", "Gaussian, 5% of the embedding std, 10 draws"),
-                                     ("sensitivity_max", "uniform, radius 2% of the embedding std, 3 draws")):
+        for metric, perturbation in (("infidelity", "Gaussian, 5% of the input's std (embeddings or pixels)"),
+                                     ("sensitivity_max", "uniform, radius 2% of the input's std (embeddings or "
+                                                         "pixels)")):
             vals = np.array([s[metric] for s in scores if s[metric] is not None], dtype=float)
             details = {"normalized": metric == "infidelity", "perturbation": perturbation,
                        "examples": "converged explanations only"}
             if vals.size == 0:
-                if not (config.quality_samples if metric == "infidelity" else config.sensitivity_samples):
+                if not (config.quality_samples if metric == "infidelity"
+                        else min(config.quality_samples, config.sensitivity_samples)):
                     continue                                        # not asked for
                 out.append(Measurement(NAME, f"attribution.{metric}", role, None, None, 0, Status.SKIPPED, None,
                                        {**details, "reason": "no converged example was sampled for it"}))
@@ -232,17 +258,17 @@ def _quality(modality, explainers, runs, inputs, config, stats, cost) -> list[Me
     return out
 
 
-def _top_table(summaries, imp, min_freq) -> dict:
+def _top_table(summaries, imp, min_freq, unit: str) -> dict:
     rows = []
     for role in (A, M1):
         top = sorted(imp[role], key=lambda w: (-imp[role][w], w))[:15]
         for rank, word in enumerate(top, 1):
             rows.append([role, rank, word, imp[role][word], summaries[role]["totals"][word][1]])
-    return {"title": f"Top words by mean |attribution share| (words seen at least {min_freq} times)",
-            "columns": ["model", "rank", "word", "mean |share|", "count"], "rows": rows}
+    return {"title": f"Top {unit}s by mean |attribution share| ({unit}s seen at least {min_freq} times)",
+            "columns": ["model", "rank", unit, "mean |share|", "count"], "rows": rows}
 
 
-def _class_table(summary, attrs, classes, min_freq) -> dict:
+def _class_table(summary, attrs, classes, min_freq, unit: str) -> dict:
     per = {}
     for ex, a in zip(summary["words"], attrs):
         for w, s in ex:
@@ -254,5 +280,19 @@ def _class_table(summary, attrs, classes, min_freq) -> dict:
         means = {w: v[0] / v[1] for w, v in per[target].items() if v[1] >= min_freq}
         for word in sorted(means, key=lambda w: (-means[w], w))[:10]:
             rows.append([classes[target], word, means[word], per[target][word][1]])
-    return {"title": "Words pushing towards each predicted class (adapted model, mean signed share)",
-            "columns": ["predicted class", "word", "mean signed share", "count"], "rows": rows}
+    return {"title": f"{unit.capitalize()}s pushing towards each predicted class (adapted model, mean signed share)",
+            "columns": ["predicted class", unit, "mean signed share", "count"], "rows": rows}
+
+
+def _overlay_table(modality, inputs, runs, y, classes, limit: int) -> dict | None:
+    """The first `limit` explained examples side by side for both models, as PNG data the report embeds."""
+    pictures = {role: modality.illustrate(inputs, runs[role][0], limit) for role in (A, M1)} if limit else {}
+    k = min(len(p) for p in pictures.values()) if pictures else 0
+    if k == 0:
+        return None
+    rows = [[str(inputs[i]).rsplit("/", 1)[-1], classes[int(y[i])],
+             classes[runs[A][0][i].target], {"image/png": pictures[A][i]},
+             classes[runs[M1][0][i].target], {"image/png": pictures[M1][i]}] for i in range(k)]
+    return {"title": "Saliency: where each model looked (|integrated gradients| in red on the gray image)",
+            "columns": ["example", "label", "adapted: predicted", "adapted (M2)", "base probe: predicted",
+                        "base + probe (M1)"], "rows": rows}

@@ -67,7 +67,8 @@ def counterfactual_measurements(evidence, models, config, stats):
     links = tuple(parse_link(entry) for entry in config.counterfactual_links)    # checked when the spec was read
     axes = models.modality.counterfactual_axes(evidence.dataset, split, rng, links)
     if not axes:
-        why = "no identity terms (sensitive values, gendered words, lexicon names) occur in the evaluation texts"
+        why = ("the inputs offer nothing to change (for text: no identity terms, i.e. sensitive values, gendered "
+               "words or lexicon names, occur in the evaluation texts)")
         return not_measured(why), None, [f"Counterfactual test skipped: {why}."], 0
     pos = evidence.dataset.positive
     for axis, (rows, new) in list(axes.items()):
@@ -96,10 +97,11 @@ def counterfactual_measurements(evidence, models, config, stats):
             if role == ModelRole.ADAPTED.value:
                 for j in np.argsort(-change, kind="stable")[:3]:
                     shown = pos if pos is not None else 0
-                    examples.append([axis, split.inputs[rows[j]], new[j], float(before[j, shown]),
+                    examples.append([axis, str(split.inputs[rows[j]]), str(new[j]), float(before[j, shown]),
                                      float(after[j, shown]), bool(flips[j])])
     table = {"title": "Counterfactual pairs with the largest change (adapted model)",
-             "columns": ["axis", "original text", "swapped text", "P(positive) before", "P(positive) after", "flipped"],
+             "columns": ["axis", "original input", "changed input", "P(positive) before", "P(positive) after",
+                         "flipped"],
              "rows": examples}
     how = ("templated rows: the value is swapped in the row (with the columns linked to it) and the template "
            "rendered again" if getattr(split, "template", None) else "free text: whole tokens only")

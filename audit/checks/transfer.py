@@ -106,7 +106,8 @@ def transferability(evidence, config, stats) -> list[Measurement]:
                        None, {"features": "base encoder, mean-pooled", "advisory": True})]
     control = evidence.modality.control_features([train.inputs[i] for i in rows], emb.shape[1], stats.seed)
     out.append(Measurement(NAME, "transfer.logme", M0, logme(control, y), None, n, Status.MEASURED, None,
-                           {"features": f"TF-IDF, random projection to {emb.shape[1]} dims", "advisory": True}))
+                           {"features": f"{evidence.modality.control_features_name}, random projection to "
+                                        f"{emb.shape[1]} dims", "advisory": True}))
     scores = probe_cv_accuracy(emb, y, config.cv_folds, stats.seed)
     out.append(Measurement(NAME, "transfer.linear_probe_cv_accuracy", ModelRole.BASE.value, float(scores.mean()),
                            corrected_cv_interval(scores, stats.ci_level), n, Status.MEASURED, None,
@@ -128,7 +129,7 @@ def forgetting(evidence, stats, folds: int) -> list[Measurement]:
                             {"reason": "no source-task evaluation set (data.source_eval) in the spec"})]
     y = src.y
     cv = StratifiedKFold(folds, shuffle=True, random_state=stats.seed)
-    probe = linear_probe(stats.seed)
+    probe = linear_probe(stats.seed, evidence.embeddings["base"]["source_eval"].shape[1])
     pred_base = cross_val_predict(probe, evidence.embeddings["base"]["source_eval"], y, cv=cv)
     pred_adapted = cross_val_predict(probe, evidence.embeddings["adapted"]["source_eval"], y, cv=cv)
     cells = CellBootstrap([y, pred_base, pred_adapted], stats.n_boot, stats.seed)
@@ -139,16 +140,18 @@ def forgetting(evidence, stats, folds: int) -> list[Measurement]:
 
 
 def representation_change(evidence, config, stats) -> list[Measurement]:
-    """Debiased linear CKA between base and adapted states at every layer, with the permutation noise floor."""
+    """Debiased linear CKA between base and adapted states at every layer (text) or stage (images: each stage
+    has its own width; CKA compares any two), with the permutation noise floor."""
     base, adapted = evidence.layers.get("base"), evidence.layers.get("adapted")
-    if base is None or adapted is None or base.shape[0] != adapted.shape[0]:
+    if base is None or adapted is None or len(base) != len(adapted):
         return [Measurement(NAME, "transfer.cka", A, None, None, 0, Status.SKIPPED, None,
                             {"reason": "per-layer states of both encoders are not available"})]
-    n = int(base.shape[1])
+    names = evidence.info.get("layer_names") or ["embeddings"] + [f"layer {i}" for i in range(1, len(base))]
+    n = int(base[0].shape[0])
     out = []
-    for layer in range(base.shape[0]):
+    for layer in range(len(base)):
         res = cka_noise_floor(base[layer], adapted[layer], config.cka_permutations, stats.seed + layer)
-        name = "embeddings" if layer == 0 else f"layer {layer}"
+        name = names[layer]
         if not np.isfinite(res["cka"]):
             out.append(Measurement(NAME, "transfer.cka", A, None, None, n, Status.SKIPPED, {"layer": layer},
                                    {"layer_name": name, "reason": "a representation is constant on these rows"}))
@@ -189,7 +192,8 @@ def run(evidence, config: TransferConfig, stats) -> CheckResult:
     elif g.ci and g.ci[0] <= 0:
         notes.insert(0, f"The adapted model does not significantly beat the no-transfer control "
                         f"({g.value:+.3f}, 95% CI [{g.ci[0]:+.3f}, {g.ci[1]:+.3f}]).")
-    table = {"title": "Representation change: debiased linear CKA between base and adapted encoders, per layer",
+    table = {"title": "Representation change: debiased linear CKA between base and adapted encoders, per layer "
+                      "or stage",
              "columns": ["layer", "CKA", "noise floor (95% of shuffled)", "rows"],
              "rows": [[m.details["layer_name"], m.value, m.details["noise_floor"], m.n] for m in cka]}
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables={"cka": table}, notes=tuple(notes))

@@ -59,7 +59,8 @@ def front_matter(results: dict) -> str:
     meta["base_model_relation"] = adapted.get("relation", "finetune")
     datasets = sorted({d["source"].split("/")[0] for d in data.values()})
     meta["datasets"] = datasets
-    meta["pipeline_tag"] = "text-classification"
+    pipeline = "image-classification" if results["audit"]["task"] == "image-classification" else "text-classification"
+    meta["pipeline_tag"] = pipeline
     meta["tags"] = ["transfer-audit"]
     metrics = _card_metrics(results)
     meta["metrics"] = sorted({HF_METRIC[m["metric"]][0] for m in metrics})
@@ -67,7 +68,7 @@ def front_matter(results: dict) -> str:
     meta["model-index"] = [{
         "name": results["audit"]["name"],
         "results": [{
-            "task": {"type": "text-classification"},
+            "task": {"type": pipeline},
             "dataset": {"name": current.get("source", "current split"), "type": current.get("source", "").split("/")[0],
                         "split": "current"},
             "metrics": [{"type": HF_METRIC[m["metric"]][0], "name": HF_METRIC[m["metric"]][1],

@@ -1,6 +1,9 @@
 """Turn results.json into the plain view data every template reads (no library objects, no HTML)."""
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections import Counter, OrderedDict
 
 from ..presentation import attention, group_label, is_blocking
@@ -8,6 +11,7 @@ from . import overview
 
 ROLE_LABELS = {"adapted": "adapted (M2)", "base_probe": "base + probe (M1)", "no_transfer": "no transfer (M0)",
                "no_transfer_text": "TF-IDF + LR", "no_transfer_tabular": "trees on raw columns",
+               "no_transfer_cnn": "small CNN from scratch", "no_transfer_pixels": "gray pixels + LR",
                "base": "base encoder"}
 ROLE_ORDER = list(ROLE_LABELS)
 CHECK_TITLES = {"performance": "Performance", "bias": "Bias and fairness", "drift": "Drift",
@@ -53,6 +57,32 @@ def advice_for(rule: dict) -> str:
     metric = rule["metric"]
     best = max((k for k in ADVICE if metric.startswith(k)), key=len, default=None)
     return ADVICE.get(best, "Review the measurement and its confidence interval.")
+
+
+BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MAX_PICTURE_BYTES = 64 << 10       # a saliency thumbnail is a few KB; anything larger is not ours
+
+
+def picture(value) -> dict | None:
+    """A table cell {"image/png": base64} as {"png": base64} when it really is a small PNG, else
+    {"png": None} (shown as text); plain cells give None. Only this validated payload reaches the template,
+    which writes it after a fixed "data:image/png;base64," prefix."""
+    if not isinstance(value, dict) or "image/png" not in value:
+        return None
+    data = value["image/png"]
+    if not isinstance(data, str) or len(data) > MAX_PICTURE_BYTES * 4 // 3 + 4 or not BASE64.fullmatch(data):
+        return {"png": None}
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return {"png": None}
+    return {"png": data if raw.startswith(PNG_MAGIC) else None}
+
+
+def _table(key: str, table: dict) -> dict:
+    rows = [[picture(v) or v for v in row] for row in table.get("rows", [])]
+    return dict(table, key=key, rows=rows)
 
 
 def to_decide_text(rule: dict) -> str:
@@ -151,7 +181,7 @@ def build_context(results: dict, timings: dict | None = None) -> dict:
             chart = _chart(rows, bound) if len(rows) <= 30 and any(r["ci"] for r in rows) else None
             blocks.append({"metric": metric, "rows": rows, "chart": chart, "insufficient": _insufficient(rows),
                            "worst": _worst_status(rows, rules, metric)})
-        tables = [dict(t, key=k) for k, t in (check.get("tables") or {}).items()
+        tables = [_table(k, t) for k, t in (check.get("tables") or {}).items()
                   if isinstance(t, dict) and "columns" in t]
         sections.append({"check": name, "title": CHECK_TITLES.get(name, name), "status": check["status"],
                          "notes": check.get("notes") or [], "metrics": blocks, "tables": tables})

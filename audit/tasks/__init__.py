@@ -9,10 +9,13 @@ from .base import Attribution, Modality, Models
 def modality_for(spec) -> Modality:
     """The modality of a spec's task, configured from the spec (one literal mapping)."""
     from ..spec import Task
+    from .image import ImageModality
     from .text import TextModality
 
     if spec.task in (Task.TEXT, Task.TABULAR):      # tabular rows are serialised to text by the spec's template
         return TextModality(max_length=spec.model.finetune.max_length)
+    if spec.task is Task.IMAGE:
+        return ImageModality(spec.data.image, spec.model.finetune)
     raise ValueError(f"no modality for task {spec.task!r}")
 
 

@@ -7,7 +7,7 @@ tasks/text.py is the reference implementation; read it next to this interface.
 
 | what                      | method                      | who calls it                 |
 |---------------------------|-----------------------------|------------------------------|
-| rows -> model inputs      | read_inputs                 | data.load_dataset            |
+| rows -> model inputs      | read_inputs, fingerprint    | data.load_dataset            |
 | load / fine-tune models   | prepare_models              | runner                       |
 | the forward pass (floor)  | forward, cache_key          | evidence.build_evidence      |
 | no-transfer controls (M0) | input_controls              | controls.build_controls      |
@@ -15,6 +15,8 @@ tasks/text.py is the reference implementation; read it next to this interface.
 | LogME control features    | control_features            | checks.transfer              |
 | counterfactual swaps      | counterfactual_axes         | checks.counterfactual        |
 | attribution               | explainers, attribute, ...  | checks.attribution           |
+
+tasks/image.py is the second implementation (image files; pixels; perturbations as counterfactuals).
 """
 from __future__ import annotations
 
@@ -69,9 +71,14 @@ class Modality(Protocol):
     """One per kind of input. Instances are built from the spec (`tasks.modality_for`) and hold its settings."""
 
     name: str
+    unit_name: str                  # what an attribution unit is called in reports ("word", "image cell")
+    control_features_name: str      # what the LogME control features are ("TF-IDF", "HOG ...")
 
     def read_inputs(self, frame, src, data, spec_file: str) -> list:
         """The model inputs of a split's rows (texts; image paths), validated with clear InputErrors."""
+
+    def fingerprint(self, inputs) -> list:
+        """What identifies the inputs' content in the rows' digest (texts; image files' SHA-256)."""
 
     def prepare_models(self, spec, dataset, cache_root, timings: dict) -> tuple[Models, dict]:
         """Load the base; load or fine-tune (cached by content) the adapted model. Returns the models and
@@ -82,7 +89,8 @@ class Modality(Protocol):
 
     def forward(self, models: Models, which: str, inputs, *, layer_rows: int = 0, what: str = "inference") -> dict:
         """One batched pass of `which` ('base' | 'adapted') over inputs: {'pooled': (n, d),
-        'logits': (n, K) for 'adapted', 'layers': (L, k, d) pooled per layer for the first `layer_rows` rows}."""
+        'logits': (n, K) for 'adapted', 'layers': L arrays (k, d_l) pooled per layer (or stage, whose widths
+        may differ) for the first `layer_rows` rows, optionally 'layer_names': L strings}."""
 
     def input_controls(self, train, seed: int) -> dict:
         """No-pretraining controls fitted on the train split's inputs: {role: model with predict_proba(inputs)}."""
@@ -94,8 +102,9 @@ class Modality(Protocol):
         """Features with no pre-training, of the same width as the base's embeddings (the LogME control)."""
 
     def counterfactual_axes(self, dataset, split, rng, links=()) -> dict:
-        """{axis: (source row per pair, changed inputs)}: each input with only an identity attribute changed; a
-        row appears once per swap made from it. links: the spec's extra linked values (checks.bias), parsed
+        """{axis: (source row per pair, changed inputs)}: each input with only an identity attribute changed (text),
+        or under one label-irrelevant perturbation (images); a row appears once per change made from it.
+        str(changed input) is how reports show it. links: the spec's extra linked values (checks.bias), parsed
         into (column, linked column, value, value) tuples."""
 
     def explainers(self, models: Models) -> dict:
@@ -108,7 +117,13 @@ class Modality(Protocol):
         """Attribution per human-readable unit (words for text), special units dropped."""
 
     def sensitive_units(self, dataset, extra_terms) -> set[str]:
-        """Units that name an identity (sensitive words)."""
+        """Units that name an identity (sensitive words), or lie in the region of interest (image cells)."""
+
+    def sensitive_note(self, dataset) -> str:
+        """One sentence for the report: which units count as sensitive, and where that comes from."""
+
+    def illustrate(self, inputs, attributions, limit: int) -> list[str]:
+        """Base64 PNG pictures of the first `limit` attributions (saliency overlays), or [] for none."""
 
     def quality_scores(self, module, input_, attribution: Attribution, seed: int, sensitivity: bool) -> dict:
         """Infidelity and (when asked) sensitivity_max of one explained example, reusing its attribution:

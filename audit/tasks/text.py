@@ -27,6 +27,8 @@ IDENTITY_TERMS = ("male", "female", "man", "woman", "men", "women", "he", "she",
 
 class TextModality:
     name = "text"
+    unit_name = "word"
+    control_features_name = "TF-IDF"
 
     def __init__(self, max_length: int = 128):
         self.max_length = max_length
@@ -57,6 +59,10 @@ class TextModality:
             raise InputError(f"{spec_file}: {where} column {column!r} row {row} is not text. "
                              f"Got {values.iloc[row]!r} instead.")
         return values.tolist()
+
+    def fingerprint(self, inputs) -> list[str]:
+        """The texts themselves identify the rows' content."""
+        return list(inputs)
 
     # ---- models -----------------------------------------------------------------------------------------------
     def prepare_models(self, spec, dataset, cache_root: Path, timings: dict) -> tuple[Models, dict]:
@@ -176,6 +182,14 @@ class TextModality:
             for value in dataset.splits["current"].frame[col].astype(str).unique():
                 words |= {w.lower() for w in re.findall(r"[A-Za-z]+", value)} - GENERIC_WORDS
         return words
+
+    def sensitive_note(self, dataset) -> str:
+        return (f"Sensitive words: the values of {', '.join(dataset.sensitive) or 'no column'} and an identity "
+                "lexicon (extend it with checks.attribution.sensitive_terms).")
+
+    def illustrate(self, inputs, attributions, limit: int) -> list[str]:
+        """Texts need no pictures: the top-word tables show them."""
+        return []
 
     def quality_scores(self, module, input_, attribution, seed: int, sensitivity: bool) -> dict:
         from .text_ig import quality_scores

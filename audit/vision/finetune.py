@@ -235,11 +235,14 @@ def _frozen_pass(fn, model, images: np.ndarray, channels_last: bool, batch_size:
 
 
 def finetune(base_folder: Path, images: np.ndarray, y: np.ndarray, classes, recipe: ImageFinetuneRecipe,
-             seed: int, cache_root: Path, key: str) -> Path:
-    """Load the base, train, save into cache_root/models/<key>/ (atomic folder rename), return the folder."""
+             seed: int, cache_root: Path, key: str, preprocess=None) -> Path:
+    """Load the base, train, save into cache_root/models/<key>/ (atomic folder rename), return the folder.
+    `preprocess`: the input geometry the images were resized to (saved with the model)."""
     from .models import load_image_model
 
     model = load_image_model(base_folder)
+    if preprocess is not None:
+        model.preprocess = preprocess
     log = train_classifier(model, images, y, classes, recipe, seed)
     final = Path(cache_root) / "models" / key
     final.parent.mkdir(parents=True, exist_ok=True)
