@@ -25,6 +25,7 @@ class Split:
     frame: object            # pandas DataFrame of the sampled rows (raw columns)
     digest: str
     source: str              # where the rows came from (for the manifest and the report)
+    template: str | None = None   # the format string that rendered the texts from the rows, if any
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -151,17 +152,18 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset
             values = frames[name][col]
             if values.isna().any():
                 row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise InputError(f"{spec_file}: data.sensitive column {col!r} is missing at row {row} of {source_label(data.splits()[name])}. "
-                                 "Fill it (e.g. 'unknown') so the row is counted in a group.")
+                raise InputError(f"{spec_file}: data.sensitive column {col!r} is missing at row {row} of "
+                                 f"{source_label(data.splits()[name])}. Fill it (e.g. 'unknown') so the row is "
+                                 "counted in a group.")
             if values.nunique() < 2:
                 raise InputError(f"{spec_file}: data.sensitive column {col!r} has a single group "
-                                 f"{str(values.iloc[0])!r} in {source_label(data.splits()[name])}; the other groups are empty there, so "
-                                 "no comparison is possible. Sample a split that contains them.")
+                                 f"{str(values.iloc[0])!r} in {source_label(data.splits()[name])}; the other groups "
+                                 "are empty there, so no comparison is possible. Sample a split that contains them.")
     train_labels = _labels(frames["train"], data.label, data.train, spec_file)
     classes = sorted(set(train_labels))
     if len(classes) < 2:
-        raise InputError(f"{spec_file}: {source_label(data.train)} has a single label value {classes!r} in {data.label!r}; "
-                         "a classifier needs at least two.")
+        raise InputError(f"{spec_file}: {source_label(data.train)} has a single label value {classes!r} in "
+                         f"{data.label!r}; a classifier needs at least two.")
     positive = None
     if data.positive_label is not None:
         if data.positive_label not in classes:
@@ -188,8 +190,9 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset
         inputs = modality.read_inputs(df, src, data, spec_file)
         y = np.array([index[v] for v in labels], dtype=np.int64)
         digest = _digest(modality.fingerprint(inputs), labels, df, sorted(needed))
+        template = src.template or (None if src.text else data.template)
         splits[name] = Split(name, tuple(inputs), y, df, digest,
-                             str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))
+                             str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"), template)
     return Dataset(tuple(classes), positive, splits, data.sensitive, data.features)
 
 

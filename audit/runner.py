@@ -50,6 +50,8 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
         timings.setdefault("checks_s", {})[name] = round(time.perf_counter() - t, 3)
         if "seconds" in result.cost:
             timings[f"{name}_s"] = result.cost["seconds"]
+        if "quality_seconds" in result.cost:                  # attribution's infidelity / sensitivity share
+            timings[f"{name}_quality_s"] = result.cost["quality_seconds"]
         results.append(result)
     return results
 

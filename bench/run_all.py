@@ -54,8 +54,8 @@ def prepare():
 
 
 def floor(spec, dataset, adapted_path):
-    from transfer_audit.tasks.text_inference import forward_split
     from transfer_audit.models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base, set_threads
+    from transfer_audit.tasks.text_inference import forward_split
 
     set_threads()
     t = time.perf_counter()
@@ -128,7 +128,9 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
         pred = p.argmax(1)
         for _ in range(2000):
             i = rng.integers(0, len(cur), len(cur))
-            accuracy_score(cur.y[i], pred[i]), f1_score(cur.y[i], pred[i], average="macro"), roc_auc_score(cur.y[i], p[i, 1])
+            accuracy_score(cur.y[i], pred[i])
+            f1_score(cur.y[i], pred[i], average="macro")
+            roc_auc_score(cur.y[i], p[i, 1])
     times["performance"] = time.perf_counter() - t
     t = time.perf_counter()                                  # bias: fresh predictions, MetricFrame bootstrap
     tok, base, adapted = models()
@@ -144,9 +146,9 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
     times["bias"] = measured * 2000 / boot_scale_b           # MetricFrame's bootstrap cost is linear in B
     times["bias_measured_at_B"] = {"B": boot_scale_b, "seconds": measured}
     t = time.perf_counter()                                  # drift: fresh embeddings, evidently per column
+    import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
-    import pandas as pd
 
     tok, base, adapted = models()
     rows = 500
@@ -167,13 +169,21 @@ def naive(spec, dataset, adapted_path, boot_scale_b=500):
 
 
 def attribution(spec, dataset, adapted_path, n_examples=16):
-    """Ours vs captum one example at a time with its defaults, both to the same convergence criterion."""
+    """Ours vs captum one example at a time with its defaults, both to the same convergence criterion; what each
+    part of ours gives; and the share of the check's time spent in quality metrics (with the check's defaults)."""
     import torch
     from captum.attr import LayerIntegratedGradients
 
-    from transfer_audit.tasks.text_attribution import attribute_many, baseline_ids, embedding_layer, logits_fn
     from transfer_audit.checks.attribution import AttributionConfig, stratified_sample
     from transfer_audit.models.loading import load_classifier, load_tokenizer, resolve_base
+    from transfer_audit.tasks.text_attribution import (
+        attribute_many,
+        attribute_one,
+        baseline_ids,
+        embedding_layer,
+        logits_fn,
+    )
+    from transfer_audit.tasks.text_ig import attribute_bucket, quality_scores
 
     base_path = resolve_base(spec.model.base)
     tok = load_tokenizer(base_path)
@@ -182,14 +192,34 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
     rows = stratified_sample(cur.y, n_examples, 0)
     texts = [cur.inputs[i] for i in rows]
     n = spec.model.finetune.max_length
-    (ours, _), t_ours = timed(attribute_many, model, tok, texts, [None] * len(texts), n, AttributionConfig().schedule(),
-                         0.05, "bench: ours")
+    config = AttributionConfig()
+    schedule = config.schedule()
+    encoded = [tok(t, truncation=True, max_length=n, return_tensors="pt")["input_ids"] for t in texts]
+
+    def one_at_a_time(engine):
+        """The previous engine's loop: one example at a time, starting at the median of the last five needs."""
+        needed, out = [], []
+        for ids in encoded:
+            first = int(np.median(needed[-5:])) if needed else schedule[0]
+            rungs = tuple(s for s in schedule if s >= first) or schedule[-1:]
+            a = engine(ids, rungs)
+            out.append(a)
+            if a.converged:
+                needed.append(a.steps)
+        return out
+
+    variants = {}
+    (ours, _), t_ours = timed(attribute_many, model, tok, texts, [None] * len(texts), n, schedule, 0.05, "bench: ours")
+    variants["ours: length-bucketed batches + shared F(baseline) + captured embeddings"] = t_ours
+    _, variants["own IG one example at a time (no cross-example batching)"] = timed(
+        one_at_a_time, lambda ids, rungs: attribute_bucket(model, tok, ids, [None], rungs, 0.05)[0])
+    _, variants["previous engine: captum LayerIG per example, adaptive steps"] = timed(
+        one_at_a_time, lambda ids, rungs: attribute_one(model, tok, ids, None, rungs, 0.05))
     forward = logits_fn(model)
     lig = LayerIntegratedGradients(forward, embedding_layer(model))
     t = time.perf_counter()
     naive_ok, naive_passes = 0, 0
-    for text in texts:
-        ids = tok(text, truncation=True, max_length=n, return_tensors="pt")["input_ids"]
+    for ids in encoded:
         mask = torch.ones_like(ids)
         base = baseline_ids(ids, tok)
         with torch.no_grad():
@@ -203,17 +233,40 @@ def attribution(spec, dataset, adapted_path, n_examples=16):
                 naive_ok += 1
                 break
     t_naive = time.perf_counter() - t
+    usable = [i for i, a in enumerate(ours) if a.converged]
+    chosen = usable[:max(config.quality_samples, config.sensitivity_samples)]
+    t = time.perf_counter()
+    for rank, i in enumerate(chosen):
+        quality_scores(model, tok, texts[i], ours[i], n, i, sensitivity=rank < config.sensitivity_samples)
+    t_quality = time.perf_counter() - t
     return {"examples": len(texts), "ours_s": t_ours, "naive_s": t_naive, "speedup": t_naive / t_ours,
             "ours_converged": sum(a.converged for a in ours), "naive_converged": naive_ok,
             "ours_passes": sum(a.passes for a in ours), "naive_passes": naive_passes,
-            "ours_median_steps": float(np.median([a.steps for a in ours]))}
+            "ours_median_steps": float(np.median([a.steps for a in ours])),
+            "variants_s": variants, "variants_speedup_vs_captum": {k: t_naive / v for k, v in variants.items()},
+            "quality_s": t_quality,
+            "quality_examples": {"infidelity": min(len(chosen), config.quality_samples),
+                                 "sensitivity_max": min(len(chosen), config.sensitivity_samples)},
+            "quality_share": t_quality / (t_ours + t_quality)}
+
+
+def print_attribution(at):
+    print(f"  {at['examples']} examples: ours {at['ours_s']:.1f} s ({at['ours_passes']} passes, median "
+          f"{at['ours_median_steps']:.0f} steps, {at['ours_converged']} converged) vs captum {at['naive_s']:.1f} s "
+          f"({at['naive_passes']} passes, {at['naive_converged']} converged): {at['speedup']:.2f}x faster "
+          "(target >= 3x)")
+    for name, seconds in at["variants_s"].items():
+        print(f"    {seconds:6.1f} s  {at['variants_speedup_vs_captum'][name]:.2f}x vs captum  {name}")
+    q = at["quality_examples"]
+    print(f"  quality metrics (infidelity on {q['infidelity']}, sensitivity_max on {q['sensitivity_max']} examples): "
+          f"{at['quality_s']:.1f} s = {at['quality_share']:.0%} of the check's time (target <= 25%)")
 
 
 def inference(spec, dataset):
     import torch
 
-    from transfer_audit.tasks.text_inference import forward_split
     from transfer_audit.models.loading import load_encoder, load_tokenizer, resolve_base
+    from transfer_audit.tasks.text_inference import forward_split
 
     base_path = resolve_base(spec.model.base)
     tok, model = load_tokenizer(base_path), load_encoder(base_path)
@@ -232,8 +285,10 @@ def inference(spec, dataset):
                      ("fixed padding + inference_mode", lambda: plain(torch.inference_mode)),
                      ("ours: length bucketing + inference_mode, batch 64",
                       lambda: forward_split(model, tok, texts, n, False, what="bench")),
-                     ("ours, batch 32", lambda: forward_split(model, tok, texts, n, False, batch_size=32, what="bench")),
-                     ("ours, batch 128", lambda: forward_split(model, tok, texts, n, False, batch_size=128, what="bench"))]:
+                     ("ours, batch 32",
+                      lambda: forward_split(model, tok, texts, n, False, batch_size=32, what="bench")),
+                     ("ours, batch 128",
+                      lambda: forward_split(model, tok, texts, n, False, batch_size=128, what="bench"))]:
         _, s = timed(fn)
         out[name] = len(texts) / s
     torch.set_num_threads(1)
@@ -246,7 +301,8 @@ def inference(spec, dataset):
 def startup():
     exe = str(Path(sys.executable).parent / "transfer-audit")
     res = {}
-    for name, args in (("--help", ["--help"]), ("policy lint", ["policy", "lint", str(ROOT / "policies" / "default.yaml")])):
+    lint = ["policy", "lint", str(ROOT / "policies" / "default.yaml")]
+    for name, args in (("--help", ["--help"]), ("policy lint", lint)):
         runs = []
         for _ in range(5):
             _, s = timed(subprocess.run, [exe, *args], capture_output=True)
@@ -277,28 +333,29 @@ def main():
         floor_s = floor(spec, dataset, adapted_path)
         outcome, audit_s, timings = audit_given_model(adapted_path, OUT / f"audit{i}")
         pairs.append((audit_s / floor_s, floor_s, audit_s, timings))
-        print(f"  pair {i + 1}: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {audit_s / floor_s:.2f}x", flush=True)
+        print(f"  pair {i + 1}: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {audit_s / floor_s:.2f}x",
+              flush=True)
     ratio, floor_s, audit_s, timings = sorted(pairs, key=lambda p: p[0])[1]
     RESULTS["overhead"] = {"floor_s": floor_s, "audit_s": audit_s, "ratio": ratio,
                            "ratios": [round(p[0], 3) for p in pairs],
                            "breakdown_s": {"models": timings.get("models_s"), "forward": timings.get("forward_s"),
                                            "baselines": timings.get("baselines_s"), **timings.get("checks_s", {})}}
     print(f"  median: floor {floor_s:.1f} s, audit {audit_s:.1f} s, ratio {ratio:.2f}x (target <= 1.3x)")
-    print("  where the time goes: " + ", ".join(f"{k} {v:.1f} s" for k, v in RESULTS["overhead"]["breakdown_s"].items() if v))
+    print("  where the time goes: " + ", ".join(f"{k} {v:.1f} s" for k, v in RESULTS["overhead"]["breakdown_s"].items()
+                                                if v))
     report = outcome.run_dir / "report.html"
     RESULTS["report_bytes"] = report.stat().st_size
     section("2. against the naive way")
     nv = naive(spec, dataset, adapted_path)
     RESULTS["naive"] = nv
     print(f"  naive {nv['total']:.1f} s vs ours {audit_s:.1f} s: ours/naive = {audit_s / nv['total']:.2f} "
-          f"(bias at B=2000 extrapolated from B={nv['bias_measured_at_B']['B']}: {nv['bias_measured_at_B']['seconds']:.1f} s measured; "
+          f"(bias at B=2000 extrapolated from B={nv['bias_measured_at_B']['B']}: "
+          f"{nv['bias_measured_at_B']['seconds']:.1f} s measured; "
           f"drift on {nv['drift_rows']} rows x 384 embedding columns)")
     section("3. attribution: ours vs captum one example at a time, n_steps=50, same convergence criterion")
     at = attribution(spec, dataset, adapted_path)
     RESULTS["attribution"] = at
-    print(f"  {at['examples']} examples: ours {at['ours_s']:.1f} s ({at['ours_passes']} passes, median "
-          f"{at['ours_median_steps']:.0f} steps, {at['ours_converged']} converged) vs naive {at['naive_s']:.1f} s "
-          f"({at['naive_passes']} passes, {at['naive_converged']} converged): {at['speedup']:.2f}x faster (target >= 3x)")
+    print_attribution(at)
     section("4. inference speed (sequences/s, base model, current split)")
     inf = inference(spec, dataset)
     RESULTS["inference"] = inf
@@ -317,5 +374,18 @@ def main():
     print(f"\nbench finished in {RESULTS['bench_seconds']:.0f} s; results in bench/results.json")
 
 
+def attribution_only():
+    """`python bench/run_all.py attribution`: section 3 alone; its figures replace that entry of results.json."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    section("3. attribution: ours vs captum one example at a time, n_steps=50, same convergence criterion")
+    spec, dataset, adapted_path = prepare()
+    at = attribution(spec, dataset, adapted_path)
+    print_attribution(at)
+    path = ROOT / "bench" / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["attribution"] = at
+    path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    attribution_only() if sys.argv[1:] == ["attribution"] else main()

@@ -4,10 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from transfer_audit.checks.attribution import (
+    AttributionConfig,
+    importance,
+    spearman_and_overlap,
+    stratified_sample,
+    summarise,
+)
 from transfer_audit.tasks.text_attribution import attribute_many, attribute_one, words_of
-from transfer_audit.checks.attribution import AttributionConfig, importance, spearman_and_overlap, stratified_sample, summarise
 
-WORDS = "the a film story actor scene plot music ending dialogue camera light night city road house".split()
+WORDS = ["the", "a", "film", "story", "actor", "scene", "plot", "music", "ending", "dialogue", "camera", "light",
+         "night", "city", "road", "house"]
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +121,98 @@ def test_stratified_sample_is_balanced_and_seeded():
     y = np.array([0] * 90 + [1] * 10)
     rows = stratified_sample(y, 10, seed=0)
     assert np.sum(y[rows] == 1) == 5 and np.array_equal(rows, stratified_sample(y, 10, seed=0))
+
+
+def test_batched_engine_matches_captum_one_example_at_a_time(sentinel_model):
+    """Length-bucketed batches (several examples' steps in one pass) give captum's LayerIntegratedGradients
+    attributions, example by example, at the same step count (few steps on a fine-tuned model, so the
+    quadrature rule matters)."""
+    model, tok, texts, labels = sentinel_model
+    texts = list(texts[:12])
+    targets = [int(t) for t in labels[:12]]
+    batched, _ = attribute_many(model, tok, texts, targets, 32, (6,), 1.0, "test")
+    assert len({len(a.units) for a in batched}) < len(texts)          # some share a bucket
+    for text, target, b in zip(texts, targets, batched):
+        ids = tok(text, return_tensors="pt")["input_ids"]
+        one = attribute_one(model, tok, ids, target, (6,), 1.0)
+        assert b.units == one.units and b.steps == one.steps == 6
+        assert b.gap == pytest.approx(one.gap, abs=1e-5)
+        assert np.allclose(b.scores, one.scores, atol=1e-5 + 1e-4 * np.abs(one.scores).max())
+
+
+class _FakeText:
+    """A modality whose explanations are scripted: words of each text get attribution 1, and the examples
+    listed in `unconverged` fail the completeness check."""
+
+    unit_name = "word"
+
+    def __init__(self, unconverged):
+        self.unconverged = set(unconverged)
+        self.quality_calls = []
+
+    def sensitive_note(self, dataset):
+        return "scripted"
+
+    def illustrate(self, inputs, attributions, limit):
+        return []
+
+    def explainers(self, models):
+        return {"adapted": "m2", "base_probe": "m1"}
+
+    def attribute(self, module, inputs, targets, schedule, tolerance, what):
+        from transfer_audit.tasks.base import Attribution
+
+        out = []
+        for i, (text, t) in enumerate(zip(inputs, targets)):
+            words = text.split()
+            out.append(Attribution(words, np.ones(len(words)), t, 0.0, float(len(words)), 8, 10,
+                                   i not in self.unconverged))
+        return out, 0.5
+
+    def attribution_units(self, a):
+        return list(zip(a.units, a.scores))
+
+    def sensitive_units(self, dataset, extra):
+        return {"she"}
+
+    def quality_scores(self, module, text, attribution, seed, sensitivity):
+        assert attribution.converged
+        self.quality_calls.append((module, sensitivity))
+        return {"infidelity": 0.1 + 0.01 * seed, "sensitivity_max": 0.2 if sensitivity else None, "passes": 12}
+
+    def attribution_note(self, n, schedule, tolerance):
+        return "scripted"
+
+
+def test_unconverged_examples_stay_out_of_shares_and_tables_and_quality_is_advisory_below_16():
+    """Half the texts mention 'she' and none of their explanations converge: the sensitive share must not see
+    them, nor the top-word tables; quality metrics run on converged examples only."""
+    import pandas as pd
+    from conftest import make_evidence
+
+    from transfer_audit.checks import attribution
+    from transfer_audit.stats import StatsConfig
+
+    n = 40
+    texts = [("she said zap" if i % 2 else "film plot ending") for i in range(n)]
+    y = np.arange(n) % 2
+    ev = make_evidence(pd.DataFrame({"g": ["a", "b"] * (n // 2)}), y, {"adapted": y, "base_probe": y},
+                       sensitive=("g",), texts=texts)
+    fake = _FakeText(unconverged=[i for i in range(n) if i % 2])
+
+    class Models:
+        modality = fake
+
+    config = attribution.AttributionConfig(samples=n, min_freq=1, sensitivity_samples=3)
+    result = attribution.run(ev, config, StatsConfig(n_boot=200), Models())
+    by = {(m.metric, m.model): m for m in result.measurements}
+    share = by[("attribution.sensitive_share", "adapted")]
+    assert share.status.value == "SKIPPED" and share.details["excluded_unconverged"] == n // 2
+    words = {row[2] for row in result.tables["top_words"]["rows"]}
+    assert words == {"film", "plot", "ending"}
+    assert all(row[1] in {"film", "plot", "ending"} for row in result.tables["top_words_by_class"]["rows"])
+    infid, sens = by[("attribution.infidelity", "adapted")], by[("attribution.sensitivity_max", "adapted")]
+    assert infid.n == 16 and infid.ci is not None and not infid.details.get("advisory")
+    assert sens.n == 3 and sens.ci is None and sens.details["advisory"] is True
+    assert len(fake.quality_calls) == 2 * 16
+    assert any("did not converge" in note for note in result.notes)

@@ -15,7 +15,7 @@ CHECKS: dict[str, CheckDef] = {
     "bias": CheckDef(
         name="bias", description="group and intersectional fairness for every model role, inherited vs introduced "
         "bias, counterfactual identity swaps", metrics=bias.METRICS, config=bias.BiasConfig, run=bias.run,
-        needs_models=True),
+        needs_models=True, check_config=bias.check_config),
     "transfer": CheckDef(
         name="transfer", description="negative transfer (paired bootstrap, McNemar), per-group gains, LogME, "
         "forgetting, layer-wise CKA", metrics=transfer.METRICS, config=transfer.TransferConfig, run=transfer.run),

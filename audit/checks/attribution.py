@@ -29,7 +29,12 @@ class AttributionConfig:
     max_steps: int = option(300, "most integration steps tried per example", lo=4, hi=5000)
     tolerance: float = option(0.05, "completeness criterion: |delta| <= tolerance * |F(x) - F(baseline)|",
                               lo=1e-6, hi=1.0)
-    quality_samples: int = option(4, "examples for captum's infidelity and sensitivity_max", lo=0, hi=1000)
+    quality_samples: int = option(16, "converged examples per model for infidelity (below 16: advisory, no "
+                                      "interval)", lo=0, hi=1000)
+    # one example keeps the quality metrics under a quarter of the check's time at 16 examples (bench)
+    sensitivity_samples: int = option(1, "the first of the quality examples that also get sensitivity_max, three "
+                                          "perturbations each (below 16: advisory, no interval; each costs 3 "
+                                          "attributions)", lo=0, hi=1000)
     min_freq: int = option(3, "a word counts in the top-word tables when seen at least this often", lo=1)
     sensitive_terms: tuple[str, ...] = option((), "extra sensitive units: words on top of the identity lexicon; "
                                                       "image cells (r1c1 ...) on top of the region of interest")
@@ -58,12 +63,23 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.asarray(rows[:n], dtype=int))
 
 
-def summarise(unit_lists, sensitive: set[str]) -> dict:
+ADVISORY_BELOW = 16      # quality metrics on fewer examples get no interval and say they are advisory
+
+
+def summarise(unit_lists, sensitive: set[str], keep=None) -> dict:
     """Per-example unit shares, sensitive share (and the sensitive units' share of all units: words of a text,
     equal-area cells of an image), and global importance over the sample. unit_lists holds, per example,
-    (unit, attribution) pairs as the modality names them."""
+    (unit, attribution) pairs as the modality names them. Examples with keep False (explanations that did not
+    converge) stay in place, empty, so lists remain aligned across models, but add nothing to the shares or the
+    importance tables."""
     per_example, shares, areas, totals = [], [], [], {}
-    for words in unit_lists:
+    keep = [True] * len(unit_lists) if keep is None else list(keep)
+    for words, ok in zip(unit_lists, keep):
+        if not ok:
+            per_example.append([])
+            shares.append(np.nan)
+            areas.append(np.nan)
+            continue
         mass = sum(abs(s) for _, s in words) or 1.0
         per_example.append([(w, s / mass) for w, s in words])
         sens = sum(abs(s) for w, s in words if w in sensitive)
@@ -77,7 +93,7 @@ def summarise(unit_lists, sensitive: set[str]) -> dict:
             t[1] += 1
             t[2] += s
     return {"words": per_example, "sensitive_share": np.array(shares, dtype=float),
-            "sensitive_area": np.array(areas, dtype=float), "totals": totals}
+            "sensitive_area": np.array(areas, dtype=float), "totals": totals, "excluded": len(keep) - sum(keep)}
 
 
 def importance(summary: dict, min_freq: int) -> dict[str, float]:
@@ -113,8 +129,8 @@ def run(evidence, config: AttributionConfig, stats, models=None) -> CheckResult:
     sensitive = modality.sensitive_units(evidence.dataset, config.sensitive_terms)
     cost = {role: {"passes": sum(a.passes for a in attrs), "seconds": round(seconds, 2)}
             for role, (attrs, seconds) in runs.items()}
-    summaries = {role: summarise([modality.attribution_units(a) for a in attrs], sensitive)
-                 for role, (attrs, _) in runs.items()}
+    summaries = {role: summarise([modality.attribution_units(a) for a in attrs], sensitive,
+                                 [a.converged for a in attrs]) for role, (attrs, _) in runs.items()}
     out = []
     for role, (attrs, _) in runs.items():
         out += _convergence(role, attrs, cost[role]["passes"], schedule, config, stats)
@@ -126,15 +142,25 @@ def run(evidence, config: AttributionConfig, stats, models=None) -> CheckResult:
     tables = {"top_words": _top_table(summaries, imp, config.min_freq, unit),
               "top_words_by_class": _class_table(summaries[A], runs[A][0], evidence.dataset.classes, config.min_freq,
                                                  unit),
-              "cost": {"title": "Attribution cost", "columns": ["model", "examples", "forward+backward passes"],
-                       "rows": [[r, len(rows), c["passes"]] for r, c in cost.items()]}}
+              # seconds vary run to run, so they go to CheckResult.cost (the manifest), not to the results
+              "cost": {"title": "Attribution cost", "columns": ["model", "examples", "forward+backward passes",
+                                                                "of which quality metrics"],
+                       "rows": [[r, len(rows), c["passes"], c["quality_passes"]] for r, c in cost.items()]}}
     pictures = _overlay_table(modality, inputs, runs, split.y[rows], evidence.dataset.classes, config.overlays)
     if pictures:
         tables["saliency"] = pictures
+    excluded = {role: s["excluded"] for role, s in summaries.items()}
     notes = [modality.attribution_note(len(rows), schedule, config.tolerance),
-             modality.sensitive_note(evidence.dataset)]
+             modality.sensitive_note(evidence.dataset),
+             "Examples whose attributions did not converge are left out of the sensitive share, the shift and the "
+             "top tables (left out: " + ", ".join(f"{r} {n}" for r, n in excluded.items()) + ")."]
+    if min(config.quality_samples, config.sensitivity_samples) < ADVISORY_BELOW:
+        notes.append(f"Quality metrics on fewer than {ADVISORY_BELOW} examples are advisory (no interval): "
+                     f"infidelity on up to {config.quality_samples}, sensitivity_max on up to "
+                     f"{min(config.sensitivity_samples, config.quality_samples)} converged examples per model.")
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes),
-                       cost={"seconds": {r: c["seconds"] for r, c in cost.items()}})
+                       cost={"seconds": {r: c["seconds"] for r, c in cost.items()},
+                             "quality_seconds": {r: c["quality_seconds"] for r, c in cost.items()}})
 
 
 def _convergence(role, attrs, passes, schedule, config, stats) -> list[Measurement]:
@@ -154,10 +180,12 @@ def _sensitive_share(role, summary, sensitive, stats, unit: str) -> list[Measure
     share, area = summary["sensitive_share"], summary["sensitive_area"]
     have = np.isfinite(share)
     if not have.any():
-        reason = {"reason": f"no explained example has a sensitive {unit}"}
+        reason = {"reason": f"no explained example with a converged explanation has a sensitive {unit}",
+                  "excluded_unconverged": summary["excluded"]}
         return [Measurement(NAME, metric, role, None, None, 0, Status.SKIPPED, None, reason)
                 for metric in ("attribution.sensitive_share", "attribution.sensitive_lift")]
-    seen = {"units_seen": sorted({wd for ex in summary["words"] for wd, _ in ex if wd in sensitive})[:40]}
+    seen = {"units_seen": sorted({wd for ex in summary["words"] for wd, _ in ex if wd in sensitive})[:40],
+            "excluded_unconverged": summary["excluded"]}
     lift = share[have] / area[have]
     n = int(have.sum())
     ci = (stats.n_boot, stats.seed, stats.ci_level)
@@ -185,23 +213,51 @@ def _shift(summaries, imp, config, stats, n) -> list[Measurement]:
 
 
 def _quality(modality, explainers, runs, inputs, config, stats, cost) -> list[Measurement]:
+    """Infidelity on up to quality_samples and sensitivity_max on up to sensitivity_samples converged examples,
+    reusing their attributions; fewer than ADVISORY_BELOW examples give an advisory value with no interval."""
+    import time
+
+    from ..progress import Progress
+
     out = []
-    k = min(config.quality_samples, len(inputs))
-    if k == 0:
-        return out
     for role in (A, M1):
         attrs = runs[role][0]
-        scores = [modality.quality_scores(explainers[role], inputs[i], attrs[i].target, attrs[i].steps, stats.seed + i)
-                  for i in range(k)]
-        cost[role]["passes"] += sum(s["passes"] for s in scores)
-        for metric in ("infidelity", "sensitivity_max"):
-            vals = np.array([s[metric] for s in scores])
-            out.append(Measurement(NAME, f"attribution.{metric}", role, float(vals.mean()),
-                                   bootstrap_mean_ci(vals, stats.n_boot, stats.seed, stats.ci_level), k, Status.MEASURED,
-                                   None, {"normalized": metric == "infidelity",
-                                          "perturbation": "Gaussian, 5% of the input's std" if metric == "infidelity"
-                                          else "uniform, radius 2% of the input's std (embeddings or pixels)"}))
+        usable = [i for i, a in enumerate(attrs) if a.converged]
+        chosen = usable[:config.quality_samples]          # sensitivity_max runs on the first of these
+        start = time.perf_counter()
+        bar = Progress(f"attribution quality metrics: {role}", len(chosen), "examples")
+        scores = []
+        for rank, i in enumerate(chosen):
+            s = modality.quality_scores(explainers[role], inputs[i], attrs[i], stats.seed + i,
+                                        sensitivity=rank < config.sensitivity_samples)
+            scores.append(s)
+            bar.update(1)
+        bar.close()
+        cost[role]["quality_passes"] = sum(s["passes"] for s in scores)
+        cost[role]["passes"] += cost[role]["quality_passes"]
+        cost[role]["quality_seconds"] = round(time.perf_counter() - start, 2)
+        for metric, perturbation in (("infidelity", "Gaussian, 5% of the input's std (embeddings or pixels)"),
+                                     ("sensitivity_max", "uniform, radius 2% of the input's std (embeddings or "
+                                                         "pixels)")):
+            vals = np.array([s[metric] for s in scores if s[metric] is not None], dtype=float)
+            details = {"normalized": metric == "infidelity", "perturbation": perturbation,
+                       "examples": "converged explanations only"}
+            if vals.size == 0:
+                if not (config.quality_samples if metric == "infidelity"
+                        else min(config.quality_samples, config.sensitivity_samples)):
+                    continue                                        # not asked for
+                out.append(Measurement(NAME, f"attribution.{metric}", role, None, None, 0, Status.SKIPPED, None,
+                                       {**details, "reason": "no converged example was sampled for it"}))
+                continue
+            advisory = vals.size < ADVISORY_BELOW
+            ci = None if advisory else bootstrap_mean_ci(vals, stats.n_boot, stats.seed, stats.ci_level)
+            if advisory:
+                details.update(advisory=True, reason=f"{vals.size} examples < {ADVISORY_BELOW}: advisory, no interval")
+            out.append(Measurement(NAME, f"attribution.{metric}", role, float(vals.mean()), ci, int(vals.size),
+                                   Status.MEASURED, None, details))
     return out
+
+
 def _top_table(summaries, imp, min_freq, unit: str) -> dict:
     rows = []
     for role in (A, M1):

@@ -37,13 +37,17 @@ class BiasConfig:
     intersections: bool = option(True, "also audit pairwise intersections of the sensitive columns (sex x race)")
     counterfactual: bool = option(True, "run counterfactual identity swaps (needs the models)")
     # 0 flips in 200 rows decides a 5% bound at the Bonferroni level of 3+ axes; in 100 it never can
-    counterfactual_samples: int = option(200, "swapped rows per axis at most", lo=10, hi=100000)
+    counterfactual_samples: int = option(200, "source texts per counterfactual axis at most (each keeps all its "
+                                              "swaps)", lo=10, hi=100000)
+    counterfactual_links: tuple[str, ...] = option((), "columns that change with a swapped sensitive value in "
+                                                       "templated rows, as 'sex: relationship Husband=Wife' (added to "
+                                                       "the built-in links)")
 
 
 # ---- disparities of one feature: plain (fairlearn) and corrected (fairness_stats), vectorised --------------
 
 # TPR/FPR-based disparities compare groups with enough positives and negatives (as the slices check does).
-MASK_OF = {d: "labelled" for d in NEEDS_LABELS}
+MASK_OF = dict.fromkeys(NEEDS_LABELS, "labelled")
 CORRECTION = "pairwise gaps of smoothed rates (small-group corrected); point: bootstrap bias-corrected"
 CHANGE_METHOD = ("lower: corrected lower bound of one disparity minus the other's upper bound (alpha/4 each); "
                  "upper: paired bound of the largest change of a pairwise gap; point: bootstrap bias-corrected")
@@ -78,7 +82,8 @@ def disparity_record(role: str, d: str, st: dict, counts: GroupCounts, masks: di
     short = counts.short_groups(mask, kind)
     grp = {"feature": feature}
     if mask.sum() < 2:
-        need = f"at least {counts.stats.min_group_n} rows" + (" and enough positives/negatives" if kind != "big" else "")
+        need = f"at least {counts.stats.min_group_n} rows" + (
+            " and enough positives/negatives" if kind != "big" else "")
         return Measurement(NAME, f"bias.{d}", role, None, None, n, Status.INSUFFICIENT_DATA, grp,
                            {"reason": f"fewer than 2 groups with {need}", "insufficient_groups": list(short),
                             "missing_rows": short})
@@ -86,7 +91,9 @@ def disparity_record(role: str, d: str, st: dict, counts: GroupCounts, masks: di
         # e.g. a ratio of selection rates when no group has a positive prediction: undefined, not a number
         return Measurement(NAME, f"bias.{d}", role, None, None, n, Status.INSUFFICIENT_DATA, grp,
                            {"reason": "undefined on these predictions (0/0)", "groups_compared": int(mask.sum())})
-    name_n = lambda pair: {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+    def name_n(pair):
+        return {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+
     details = {"groups_compared": int(mask.sum()),
                "corrected": {"value": float(st["corrected"]), "ci": [float(st["lo"]), float(st["hi"])],
                              "method": CORRECTION},
@@ -152,12 +159,17 @@ def decomposition(y, preds: dict, codes, counts: GroupCounts, masks: dict, sampl
             mask = np.asarray(masks[MASK_OF.get(d, "big")], bool)
             side = {r: fs.stacked(rate_counts(conf[r], classes), d, mask) for r in (a, b)}
             only_a, only_b, trials = (np.concatenate([paired[src][i] for src in fs.sources(d)], -1) for i in range(3))
-            interval = lambda level, sa=side[a], sb=side[b], p=(only_a, only_b, trials, side[a][2]): \
-                fs.disparity_change_interval(sa, sb, p, level)
+
+            def interval(level, sa=side[a], sb=side[b], p=(only_a, only_b, trials, side[a][2])):
+                return fs.disparity_change_interval(sa, sb, p, level)
+
             diff = samples[a][d] - samples[b][d]
             point = ma.value - mb.value
             iv = interval(stats.ci_level)
-            name_n = lambda pair: {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+
+            def name_n(pair):
+                return {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+
             details = {"reading": "descriptive, not causal", "minus": b,
                        "corrected": {"value": float(fs.bias_corrected(point, diff, iv["lo"], iv["hi"])),
                                      "ci": [float(iv["lo"]), float(iv["hi"])], "method": CHANGE_METHOD},
@@ -185,12 +197,19 @@ METHOD_NOTE = ("Disparities are decided on a small-group-corrected interval, not
                "the lower.")
 
 
+def check_config(section, config: BiasConfig) -> None:
+    """The links' format, checked when the spec is read (an input error names the file, field and value)."""
+    from .counterfactual import parse_link
+
+    for entry in config.counterfactual_links:
+        if parse_link(entry) is None:
+            raise section.fail("counterfactual_links", "entries like 'sex: relationship Husband=Wife'", entry)
+
+
 def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     ds = evidence.dataset
     if not ds.sensitive:
-        from ..results import skipped
-
-        return skipped(NAME, NO_SENSITIVE)
+        return _counterfactual_only(evidence, config, stats, models)
     split = ds.splits[config.split]
     y = split.y
     k = ds.n_classes
@@ -234,12 +253,34 @@ def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
                        cost={"forward_rows": forward_rows})
 
 
+NO_GROUPS = ("Group metrics (disparities, per-group rates, inherited/introduced) need a declared sensitive column "
+             "(data.sensitive); only the counterfactual swaps of gendered words and names ran.")
+
+
+def _counterfactual_only(evidence, config: BiasConfig, stats, models) -> CheckResult:
+    """Free text with no group column: the counterfactual axes need none, so they still run."""
+    from ..results import skipped
+    from .counterfactual import counterfactual_measurements
+
+    if not config.counterfactual or models is None:
+        return skipped(NAME, NO_SENSITIVE)
+    items, table, notes, forward_rows = counterfactual_measurements(evidence, models, config, stats)
+    group_metrics = [m for m in METRICS if "counterfactual" not in m]
+    items += [(Measurement(NAME, metric, role.value, None, None, 0, Status.SKIPPED, None, {"reason": NO_SENSITIVE}),
+               None) for metric in group_metrics for role in MAIN_ROLES]
+    out = with_simultaneous(items, stats.ci_level)
+    return CheckResult(NAME, Status.MEASURED, tuple(out), tables={"counterfactual_examples": table} if table else {},
+                       notes=(NO_GROUPS, *notes), cost={"forward_rows": forward_rows})
+
+
 def _disparity_table(ms) -> dict:
     rows = []
     for m in ms:
         if m.metric in (f"bias.{d}" for d in DISPARITIES):
             c = (m.details or {}).get("corrected") or {}
-            span = lambda ci: None if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+            def span(ci):
+                return None if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
             rows.append([m.group["feature"], m.metric.split(".", 1)[1], m.model, m.value, span(m.ci),
                          c.get("value"), span(c.get("ci")), m.status.value])
     return {"title": "Disparities by sensitive feature and model role", "columns":

@@ -39,6 +39,7 @@ class Attribution:
     passes: int             # forward+backward passes spent (all tries)
     converged: bool
     skip: frozenset = frozenset()   # units that carry no meaning (special tokens), left out of summaries
+    embedding_scores: object = None  # attributions before summing per unit (e.g. L x H), for quality metrics
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,11 @@ class Modality(Protocol):
     def control_features(self, inputs, dim: int, seed: int) -> np.ndarray:
         """Features with no pre-training, of the same width as the base's embeddings (the LogME control)."""
 
-    def counterfactual_axes(self, dataset, split, rng) -> dict:
-        """{axis: (row indices, changed inputs)}: each input with only an identity attribute changed (text), or
-        under one label-irrelevant perturbation (images). str(changed input) is how reports show it."""
+    def counterfactual_axes(self, dataset, split, rng, links=()) -> dict:
+        """{axis: (source row per pair, changed inputs)}: each input with only an identity attribute changed (text),
+        or under one label-irrelevant perturbation (images); a row appears once per change made from it.
+        str(changed input) is how reports show it. links: the spec's extra linked values (checks.bias), parsed
+        into (column, linked column, value, value) tuples."""
 
     def explainers(self, models: Models) -> dict:
         """{role: differentiable module} for the adapted model and the base probe."""
@@ -122,8 +125,9 @@ class Modality(Protocol):
     def illustrate(self, inputs, attributions, limit: int) -> list[str]:
         """Base64 PNG pictures of the first `limit` attributions (saliency overlays), or [] for none."""
 
-    def quality_scores(self, module, input_, target: int, steps: int, seed: int) -> dict:
-        """captum's infidelity and sensitivity_max for one example, and the passes they cost."""
+    def quality_scores(self, module, input_, attribution: Attribution, seed: int, sensitivity: bool) -> dict:
+        """Infidelity and (when asked) sensitivity_max of one explained example, reusing its attribution:
+        {'infidelity', 'sensitivity_max' (None when not asked), 'passes'}."""
 
 
 __all__ = ["Attribution", "Modality", "Models"]

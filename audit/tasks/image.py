@@ -214,7 +214,7 @@ class ImageModality:
             warnings.simplefilter("ignore")
             return control_features(self.images(inputs), dim, seed)
 
-    def counterfactual_axes(self, dataset, split, rng) -> dict:
+    def counterfactual_axes(self, dataset, split, rng, links=()) -> dict:
         """Image counterfactuals are label-irrelevant changes, not identity swaps: exposure, focus, sensor
         noise, mirroring. A flip means the prediction depends on the camera, not on the part."""
         rows = list(range(len(split)))
@@ -278,13 +278,13 @@ class ImageModality:
                     "the image.")
         return "No region of interest given (data.image.region or region_mask): no sensitive image cells."
 
-    def quality_scores(self, module, input_, target: int, steps: int, seed: int) -> dict:
+    def quality_scores(self, module, input_, attribution, seed: int, sensitivity: bool) -> dict:
         from ..vision.attribution import Baseline, quality_scores
         from ..vision.preprocess import normalise
 
         x = normalise(self.images([input_]), module.preprocess)
-        return quality_scores(module.forward, x, Baseline(self.image.baseline), module.preprocess, target, steps,
-                              seed)
+        return quality_scores(module.forward, x, Baseline(self.image.baseline), module.preprocess,
+                              attribution.target, attribution.steps, seed, sensitivity=sensitivity)
 
     def attribution_note(self, n: int, schedule, tolerance: float) -> str:
         from ..vision.cells import GRID

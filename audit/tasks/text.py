@@ -149,10 +149,10 @@ class TextModality:
         proj = GaussianRandomProjection(n_components=dim, random_state=seed).fit(x)
         return np.asarray(proj.transform(x))
 
-    def counterfactual_axes(self, dataset, split, rng) -> dict:
+    def counterfactual_axes(self, dataset, split, rng, links=()) -> dict:
         from .text_counterfactual import counterfactual_axes
 
-        return counterfactual_axes(dataset, split, rng)
+        return counterfactual_axes(dataset, split, rng, links)
 
     # ---- attribution ------------------------------------------------------------------------------------------
     def explainers(self, models: Models) -> dict:
@@ -191,10 +191,10 @@ class TextModality:
         """Texts need no pictures: the top-word tables show them."""
         return []
 
-    def quality_scores(self, module, input_, target: int, steps: int, seed: int) -> dict:
-        from .text_attribution import quality_scores
+    def quality_scores(self, module, input_, attribution, seed: int, sensitivity: bool) -> dict:
+        from .text_ig import quality_scores
 
-        return quality_scores(module.model, module.tokenizer, input_, target, steps, self.max_length, seed)
+        return quality_scores(module.model, module.tokenizer, input_, attribution, self.max_length, seed, sensitivity)
 
     def attribution_note(self, n: int, schedule, tolerance: float) -> str:
         return (f"LayerIntegratedGradients on the embedding layer, {n} label-stratified examples of the current "

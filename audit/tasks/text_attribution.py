@@ -1,10 +1,10 @@
-"""Text attribution: LayerIntegratedGradients on the embedding layer, one example at a time, with steps that
-adapt per example.
+"""Text attribution: integrated gradients on the embedding layer (the combined word + position + type output),
+with steps that adapt per example until the completeness check holds: |sum(attr) - (F(x) - F(x'))| within
+`tolerance` of |F(x) - F(x')| (Sundararajan et al. 2017), on the target logit.
 
-Each example runs at its exact length (no padding), all integration steps in one batch. The step count starts
-low and doubles only when the completeness check fails: |sum(attr) - (F(x) - F(x'))| must be within
-`tolerance` of |F(x) - F(x')| (Sundararajan et al. 2017), on the target logit. F(x) and F(x') are computed once
-per example, so a retry costs only the new integration steps.
+attribute_many batches by token length (tasks/text_ig.py, which also holds the quality metrics);
+attribute_one is captum's LayerIntegratedGradients one example at a time, the reference the batched engine is
+tested against.
 """
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ class ProbeClassifier:
 
 def embedding_layer(model):
     """The combined embedding module (word + position + type) of a BERT-like model or probe."""
-    for candidate in (getattr(model, "embeddings", None), getattr(getattr(model, "base_model", None), "embeddings", None)):
+    inner = getattr(model, "base_model", None)
+    for candidate in (getattr(model, "embeddings", None), getattr(inner, "embeddings", None)):
         if candidate is not None:
             return candidate
     raise ValueError("the model has no '.embeddings' module to attribute to")
@@ -112,72 +113,31 @@ def words_of(tokens, scores, special) -> list[tuple[str, float]]:
 
 
 def attribute_many(model, tokenizer, texts, targets, max_length: int, schedule, tolerance: float, what: str):
-    """Attributions for many examples. Each example starts at the step count its predecessors needed (the
-    median of the last five), not at the bottom of the ladder: similar inputs need similar step counts, and
-    a failed try at too few steps is wasted work."""
+    """Attributions for many examples, batched by token length (tasks/text_ig.py). Each length bucket starts at
+    the step count earlier examples needed (the median of the last five), not at the bottom of the ladder:
+    similar inputs need similar step counts, and a failed try at too few steps is wasted work."""
     import torch
 
     from ..progress import Progress
+    from .text_ig import attribute_bucket
 
     torch.manual_seed(0)
-    out, needed = [], []
+    encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+    buckets = {}
+    for i, ids in enumerate(encoded):
+        buckets.setdefault(len(ids), []).append(i)
+    out, needed = [None] * len(texts), []
     bar = Progress(what, len(texts), "examples")
     start = time.perf_counter()
-    for text, target in zip(texts, targets):
-        ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"]
+    for length in sorted(buckets):
+        idx = buckets[length]
         first = int(np.median(needed[-5:])) if needed else schedule[0]
         rungs = tuple(s for s in schedule if s >= first) or schedule[-1:]
-        a = attribute_one(model, tokenizer, ids, target, rungs, tolerance)
-        out.append(a)
-        if a.converged:
-            needed.append(a.steps)
-        bar.update(1)
+        ids = torch.tensor([encoded[i] for i in idx])
+        for i, a in zip(idx, attribute_bucket(model, tokenizer, ids, [targets[i] for i in idx], rungs, tolerance)):
+            out[i] = a
+            if a.converged:
+                needed.append(a.steps)
+        bar.update(len(idx))
     bar.close()
     return out, time.perf_counter() - start
-
-
-def quality_scores(model, tokenizer, text: str, target: int, steps: int, max_length: int, seed: int,
-                   n_perturb: int = 5) -> dict:
-    """captum's infidelity and sensitivity_max for one example, in embedding space, with perturbations
-    scaled to the spread of the embedding-layer output."""
-    import torch
-    from captum.attr import IntegratedGradients
-    from captum.metrics import infidelity, sensitivity_max
-
-    torch.manual_seed(seed)
-    layer, forward = embedding_layer(model), logits_fn(model)
-    ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"]
-    mask = torch.ones_like(ids)
-    base = baseline_ids(ids, tokenizer)
-    captured = {}
-    hook = layer.register_forward_hook(lambda m, i, o: captured.setdefault(len(captured), o.detach()))
-    with torch.inference_mode():
-        forward(ids, mask)
-        forward(base, mask)
-    hook.remove()
-    emb_x, emb_b = captured[0].clone(), captured[1].clone()
-    scale = float(emb_x.std())
-
-    def f(emb):
-        h = layer.register_forward_hook(lambda m, i, o: emb)
-        try:
-            n = emb.shape[0]
-            return forward(ids.expand(n, -1), mask.expand(n, -1))
-        finally:
-            h.remove()
-
-    ig = IntegratedGradients(f)
-    attr = ig.attribute(emb_x, baselines=emb_b, target=target, n_steps=steps, internal_batch_size=steps)
-
-    def perturb(inputs):
-        noise = torch.randn_like(inputs) * 0.05 * scale
-        return noise, inputs - noise
-
-    infid = infidelity(f, perturb, emb_x, attr, target=target, n_perturb_samples=10, normalize=True)
-
-    def explain(inputs, **kwargs):
-        return ig.attribute(inputs, baselines=emb_b, target=target, n_steps=steps, internal_batch_size=steps)
-
-    sens = sensitivity_max(explain, emb_x, perturb_radius=0.02 * scale, n_perturb_samples=n_perturb)
-    return {"infidelity": float(infid[0]), "sensitivity_max": float(sens[0]),
-            "passes": steps * (1 + n_perturb) + 10 + 2}

@@ -20,7 +20,6 @@ from enum import Enum
 
 import numpy as np
 
-
 SCHEDULE = (8, 16, 24, 32, 50, 100, 200, 300)      # attribution_engine.attribute_one's ladder
 TOLERANCE = 0.05
 BLUR_SIGMA_FRACTION = 1 / 16
@@ -162,7 +161,7 @@ def load_mask(path, preprocess, where: str = "mask") -> np.ndarray:
 
 
 def quality_scores(forward, x, baseline: Baseline, preprocess, target: int, steps: int, seed: int,
-                   n_perturb: int = 5) -> dict:
+                   n_perturb: int = 5, sensitivity: bool = True) -> dict:
     """captum's infidelity and sensitivity_max for one image (1 x 3 x H x W, normalised), with perturbations
     scaled to the spread of its normalised pixels; the baseline stays the original image's (as for text)."""
     import torch
@@ -185,6 +184,8 @@ def quality_scores(forward, x, baseline: Baseline, preprocess, target: int, step
         return ig.attribute(inputs, baselines=base, target=target, n_steps=steps,
                             internal_batch_size=min(steps, 32))
 
+    if not sensitivity:
+        return {"infidelity": float(infid[0]), "sensitivity_max": None, "passes": steps + 10 + 2}
     sens = sensitivity_max(explain, x, perturb_radius=0.02 * scale, n_perturb_samples=n_perturb)
     return {"infidelity": float(infid[0]), "sensitivity_max": float(sens[0]),
             "passes": steps * (1 + n_perturb) + 10 + 2}
