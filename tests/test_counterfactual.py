@@ -166,3 +166,9 @@ def test_free_text_without_a_sensitive_column_reports_flip_rates(tiny_bert, tmp_
     assert any("need a declared sensitive column" in n for n in bias["notes"])
     skipped = [m for m in measured if m["metric"] == "bias.demographic_parity_difference"]
     assert skipped and all(m["status"] == "SKIPPED" for m in skipped)
+    # Missing evidence is not a pass (issue 12): the group rules of the default policy are INCONCLUSIVE and say
+    # what is missing, so the run cannot PASS on the flip rates alone.
+    rules = {r["id"]: r for r in outcome.results["gate"]["rules"]}
+    for rule_id in ("bias-demographic-parity", "bias-equalized-odds"):
+        assert rules[rule_id]["status"] == "INCONCLUSIVE" and "data.sensitive" in rules[rule_id]["reason"], rules[rule_id]
+    assert outcome.results["gate"]["verdict"] != "PASS"
