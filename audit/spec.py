@@ -85,6 +85,11 @@ class FinetuneSpec:
     lora_alpha: int = option(16, "LoRA scaling alpha", lo=1, hi=1024)
     blocks: int = option(2, "last_blocks (image tasks): how many of the backbone's last blocks train with the head",
                          lo=1, hi=100)
+    seed: int | None = option(None, "fine-tuning seed (default: the spec's seed; a sweep varies it while the data "
+                                    "sample stays the same)", lo=0, hi=2**32 - 1)
+
+    def seed_or(self, spec_seed: int) -> int:
+        return spec_seed if self.seed is None else self.seed
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class AuditSpec:
     policy: Path | None = None
     output: Path = Path("runs")
     source_file: Path | None = None
+    sweep: object = None            # sweep.SweepBlock: the entries of `transfer-audit sweep` (None: not a sweep)
 
 
 def template_fields(template: str) -> list[str]:
@@ -172,7 +178,8 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
     path = Path(path)
     raw = load_yaml_file(path, "audit spec")
     file, base_dir = str(path), path.resolve().parent
-    top = Section(raw, file, "", {"name", "task", "seed", "data", "model", "checks", "policy", "output"},
+    top = Section(raw, file, "", {"name", "task", "seed", "data", "model", "checks", "policy", "output",
+                                       "sweep"},
                   {"name", "data", "model"})
     name = top.str("name")
     if any(c in name for c in "/\\\0") or name.startswith("."):
@@ -224,8 +231,13 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
         if not policy_path.exists():
             raise InputError.make(MSG_MISSING_FILE, where=file, field="policy", value=policy)
     output = (base_dir / (top.str("output", "runs"))).resolve()
+    sweep = None
+    if top.data.get("sweep") is not None:
+        from .sweep_plan import parse_sweep_block
+
+        sweep = parse_sweep_block(top.child("sweep", {"adapted", "seeds"}), base_dir)
     return AuditSpec(name=name, task=task, seed=seed, data=data, model=model, checks=checks,
-                     policy=policy_path, output=output, source_file=path.resolve())
+                     policy=policy_path, output=output, source_file=path.resolve(), sweep=sweep)
 
 
 def _image_section(d: Section, task: Task, base_dir: Path) -> ImageSpec | None:
