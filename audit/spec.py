@@ -141,9 +141,12 @@ def _split(section: Section, key: str, base_dir: Path, required: bool, task=None
             raise InputError.make(MSG_MISSING_FILE, where=section.file, field=s.field("path"), value=path)
         if image and resolved.is_dir():
             pass                      # a folder of class sub-folders (vision/sources.py)
+        elif resolved.is_dir():
+            if not any(resolved.rglob("*.parquet")):
+                raise s.fail("path", "a .csv, .parquet or .jsonl file, or a folder of Parquet files", path)
         elif resolved.suffix.lower() not in DATA_SUFFIXES:
             raise s.fail("path", "a .csv, .parquet or .jsonl file" + (" or a folder of class sub-folders"
-                                                                      if image else ""), path)
+                                                                      if image else ", or a folder of Parquet files"), path)
     template = s.str("template")
     if template is not None:
         _check_template(s, "template", template)
