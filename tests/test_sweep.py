@@ -64,12 +64,16 @@ def test_local_sweep_writes_one_run_folder_per_seed_and_a_summary(local_sweep):
 
 
 def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path):
-    """Entries as Ray tasks on a local instance (2 CPUs), fine-tuned again in the workers (their own output
-    folder, so nothing comes from the local run's cache): every results.json is identical."""
+    """Entries as Ray tasks on a local instance (2 CPUs) into their own output folder: the fine-tuned weights
+    are copied over (training them again would only cost time), every forward pass, probe, control, check and
+    gate runs again in the workers, and every results.json is identical to the local sweep's."""
+    import shutil
+
     ray = pytest.importorskip("ray")
     from transfer_audit.sweep import Executor, run_sweep
 
     spec_path, local = local_sweep
+    shutil.copytree(local.folder.parent / ".cache" / "models", tmp_path / "ray-runs" / ".cache" / "models")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
     try:
         outcome = run_sweep(spec_path, executor=Executor.RAY, out=tmp_path / "ray-runs")

@@ -26,11 +26,27 @@ class _StatsActor:
         return pd.DataFrame({"stats": [to_json(self.scorer.stats(batch))], "rows": [len(batch)]})
 
 
+def _without_fsspec_http() -> None:
+    """Ray Data's path resolution imports fsspec's HTTP filesystem from several threads at once; without aiohttp
+    one thread sees the half-imported module and fails with ImportError instead of the ModuleNotFoundError Ray
+    catches. Marking the module absent makes every thread get ModuleNotFoundError (a Ray race, seen with 2.60)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("aiohttp") is None:
+        sys.modules.setdefault("fsspec.implementations.http", None)
+
+
 def scan_ray(spec: ScanSpec, actors: int = 2, batch_size: int = READ_ROWS) -> PredictionStats:
     import ray
 
+    _without_fsspec_http()
+
     files = check_columns(spec)            # a missing column is an input error before any task starts
-    gpus = 1 if spec.model is not None and ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    resources = ray.cluster_resources()
+    gpus = 1 if spec.model is not None and resources.get("GPU", 0) >= 1 else 0
+    # Leave one CPU for the read tasks: a pool that takes every CPU starves read_parquet and never finishes.
+    actors = max(1, min(actors, int(resources.get("CPU", 1)) - 1))
     ds = ray.data.read_parquet([str(f) for f in files], columns=spec.columns())
     stats = ds.map_batches(_StatsActor, fn_constructor_kwargs={"spec": spec}, batch_size=batch_size,
                            batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
