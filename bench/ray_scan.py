@@ -3,7 +3,7 @@ rows, reduced to mergeable sufficient statistics on this machine (file by file) 
 (Ray Data map_batches, actor pool). Prints time vs rows, rows/s, the driver's peak RSS growth during each scan,
 and checks both executors give the same statistics.
 
-    python bench/ray_scan.py [--max 1e7] [--cpus 2] [--actors 2] [--out /tmp/ray-scan-bench]
+    python bench/ray_scan.py [--min 1e5] [--max 1e7] [--cpus 2] [--actors 2] [--out /tmp/ray-scan-bench]
 """
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ class PeakRSS:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--min", type=float, default=1e5)
     ap.add_argument("--max", type=float, default=1e6)
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--actors", type=int, default=2)
@@ -79,7 +80,7 @@ def main() -> None:
     from transfer_audit.scan import ScanSpec, scan_local
     from transfer_audit.sufficient_stats import score_shift
 
-    sizes = [n for n in (100_000, 1_000_000, 10_000_000) if n <= args.max]
+    sizes = [n for n in (100_000, 1_000_000, 10_000_000) if args.min <= n <= args.max]
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="warning")
     rows_out = []
     try:
