@@ -41,6 +41,10 @@ def scan_ray(spec: ScanSpec, actors: int = 2, batch_size: int = READ_ROWS) -> Pr
     import ray
 
     _without_fsspec_http()
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)     # our progress line says how far the scan is
+    ray.data.DataContext.get_current().enable_progress_bars = False
 
     files = check_columns(spec)            # a missing column is an input error before any task starts
     resources = ray.cluster_resources()
