@@ -119,3 +119,39 @@ def test_parquet_split_missing_a_declared_column_is_exit_2_one_sentence(tmp_path
         scan_local(spec)
     assert e.value.code == MSG_MISSING_COLUMN.code and int(e.value.exit_code) == 2
     assert "'sex'" in e.value.message and "part-0.parquet" in e.value.message and "\n" not in e.value.message
+
+
+def test_scan_with_a_model_counts_the_predictions_of_the_audits_forward_pass(tmp_path):
+    """The model path: a classifier folder scores each block with the audit's own forward pass (length-bucketed
+    per block); the merged cells are the counts of those predictions over all rows."""
+    import shutil
+
+    import torch
+    from conftest import TOKENIZER_FILES, minilm_dir
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from transfer_audit.evidence import softmax
+    from transfer_audit.models.loading import load_classifier, load_tokenizer
+    from transfer_audit.scan import ScanSpec, scan_local
+    from transfer_audit.tasks.text_inference import forward_split
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / "clf"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(str(model_dir), safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (minilm_dir() / name).exists():
+            shutil.copy(minilm_dir() / name, model_dir / name)
+    folder = parquet_folder(tmp_path / "current", n_files=2, rows=60)
+    spec = ScanSpec(folder, "label", ("no", "yes"), ("group",), model=model_dir, text="text", max_length=32)
+    stats = scan_local(spec)
+
+    frame = pd.concat([pd.read_parquet(f) for f in sorted(folder.glob("*.parquet"))], ignore_index=True)
+    model, _, _ = load_classifier(model_dir, model_dir, 2)
+    probs = softmax(forward_split(model, load_tokenizer(model_dir), frame["text"].tolist(), 32, True)["logits"])
+    y = (frame["label"] == "yes").to_numpy().astype(int)
+    expected = pd.Series(list(zip(y.tolist(), probs.argmax(1).tolist(), frame["group"].tolist()))).value_counts()
+    assert dict(stats.cells) == expected.to_dict()
+    assert np.array_equal(stats.hist["adapted"].sum(0), np.bincount(
+        np.minimum((probs[:, 1] * 4000).astype(int), 3999), minlength=4000))
