@@ -81,7 +81,9 @@ def main() -> None:
     from transfer_audit.sufficient_stats import score_shift
 
     sizes = [n for n in (100_000, 1_000_000, 10_000_000) if args.min <= n <= args.max]
-    ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="warning")
+    from transfer_audit.distributed.ray_runtime import init_kwargs
+
+    ray.init(num_cpus=args.cpus, **init_kwargs())
     rows_out = []
     try:
         for n in sizes:
@@ -99,6 +101,7 @@ def main() -> None:
                               "driver_rss_growth_mb": round((mem.peak - mem.start) / 2**20, 1),
                               "driver_rss_peak_mb": round(mem.peak / 2**20, 1)}
                 line[f"_{name}"] = stats
+                print(f"{n} rows, {name}: {line[name]}", flush=True)
             same = (line["_local"].cells == line["_ray"].cells and line["_local"].sample == line["_ray"].sample
                     and all(np.array_equal(line["_local"].hist[r], line["_ray"].hist[r]) for r in spec.roles))
             stats = line.pop("_ray")

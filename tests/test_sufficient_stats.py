@@ -99,7 +99,9 @@ def test_parquet_folder_scanned_locally_and_on_ray_gives_the_same_statistics(tmp
     spec = ScanSpec(parquet_folder(tmp_path / "current"), "label", ("no", "yes"), ("group",),
                     score_columns={"adapted": "score"}, text="text", seed=3, sample_size=64)
     local = scan_local(spec)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    from transfer_audit.distributed.ray_runtime import init_kwargs
+
+    ray.init(num_cpus=2, **init_kwargs())
     try:
         remote = scan_ray(spec, actors=2, batch_size=150)      # blocks unlike the local row groups
     finally:

@@ -74,7 +74,9 @@ def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path):
 
     spec_path, local = local_sweep
     shutil.copytree(local.folder.parent / ".cache" / "models", tmp_path / "ray-runs" / ".cache" / "models")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    from transfer_audit.distributed.ray_runtime import init_kwargs
+
+    ray.init(num_cpus=2, **init_kwargs())
     try:
         outcome = run_sweep(spec_path, executor=Executor.RAY, out=tmp_path / "ray-runs")
     finally:

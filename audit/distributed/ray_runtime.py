@@ -45,6 +45,15 @@ def check_answers(address: str) -> None:
                          "it printed.") from None
 
 
+WORKER_SETUP = "transfer_audit.distributed.ray_scan.without_fsspec_http"
+
+
+def init_kwargs() -> dict:
+    """What every ray.init of this tool passes (tests and benchmarks too): each worker runs the setup hook."""
+    return {"include_dashboard": False, "logging_level": "warning",
+            "runtime_env": {"worker_process_setup_hook": WORKER_SETUP}}
+
+
 def connect(address: str | None) -> bool:
     """Join the cluster at `address`, or start a local instance when address is None and Ray is not already up.
     Returns True when this call started or joined Ray (the caller then shuts it down)."""
@@ -54,7 +63,7 @@ def connect(address: str | None) -> bool:
     if address is not None:
         check_answers(address)
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, **init_kwargs())
     except ConnectionError as e:
         raise InputError(f"command line: --address {address or 'auto'} does not answer: "
                          f"{str(e).splitlines()[0]}") from None

@@ -26,10 +26,11 @@ class _StatsActor:
         return pd.DataFrame({"stats": [to_json(self.scorer.stats(batch))], "rows": [len(batch)]})
 
 
-def _without_fsspec_http() -> None:
+def without_fsspec_http() -> None:
     """Ray Data's path resolution imports fsspec's HTTP filesystem from several threads at once; without aiohttp
     one thread sees the half-imported module and fails with ImportError instead of the ModuleNotFoundError Ray
-    catches. Marking the module absent makes every thread get ModuleNotFoundError (a Ray race, seen with 2.60)."""
+    catches. Marking the module absent makes every thread get ModuleNotFoundError (a Ray race, seen with 2.60).
+    Runs in the driver and, as the workers' setup hook (ray_runtime.init_kwargs), in every worker."""
     import importlib.util
     import sys
 
@@ -40,7 +41,7 @@ def _without_fsspec_http() -> None:
 def scan_ray(spec: ScanSpec, actors: int = 2, batch_size: int = READ_ROWS) -> PredictionStats:
     import ray
 
-    _without_fsspec_http()
+    without_fsspec_http()
     import logging
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)     # our progress line says how far the scan is
