@@ -145,8 +145,8 @@ def _split(section: Section, key: str, base_dir: Path, required: bool, task=None
             if not any(resolved.rglob("*.parquet")):
                 raise s.fail("path", "a .csv, .parquet or .jsonl file, or a folder of Parquet files", path)
         elif resolved.suffix.lower() not in DATA_SUFFIXES:
-            raise s.fail("path", "a .csv, .parquet or .jsonl file" + (" or a folder of class sub-folders"
-                                                                      if image else ", or a folder of Parquet files"), path)
+            kinds = " or a folder of class sub-folders" if image else ", or a folder of Parquet files"
+            raise s.fail("path", "a .csv, .parquet or .jsonl file" + kinds, path)
     template = s.str("template")
     if template is not None:
         _check_template(s, "template", template)

@@ -20,6 +20,8 @@ def shared_base_evidence(spec, cache_root: Path) -> dict:
 
     modality = modality_for(spec)
     dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality)
+    if getattr(modality, "name", None) != "text":     # other modalities load their base their own way: each
+        return {"files": 0, "computed": False, "base_sha256": "", "bytes": 0, "payload": {}}   # entry caches it
     where = f"{spec.source_file}: model.base"
     from .models.loading import load_encoder, load_tokenizer, resolve_base, set_threads
 
