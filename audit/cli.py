@@ -91,6 +91,22 @@ def _parser() -> argparse.ArgumentParser:
     df.add_argument("--tolerance", type=_tolerance, action="append", default=[], metavar="[METRIC=]VALUE",
                     help="a metric regresses when the new interval lies wholly beyond the old value by more than "
                          "VALUE in the rule's bad direction; repeatable, METRIC= for one metric")
+    sw = sub.add_parser("sweep", help="one audit per adapted model or fine-tuning seed, base evidence shared, "
+                                      "plus a summary naming the entry to ship",
+                        description="Audit many adapted models (or fine-tuning seeds) of one base on the same data. "
+                                    "Exit codes: the worst entry error (5, 3, 2) if an entry could not run; else 0 "
+                                    "when an entry passes the gate, 4 when the best is inconclusive, 1 when all fail.")
+    sw.add_argument("spec")
+    sw.add_argument("--adapted", nargs="+", default=[], metavar="DIR_OR_ID",
+                    help="adapted models to audit (replaces the spec's sweep: block)")
+    sw.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local: one entry after another in this process; ray: entries as Ray tasks")
+    sw.add_argument("--address", help="Ray cluster address (auto, HOST:PORT, ray://HOST:PORT; default: a local "
+                                      "instance started for this command)")
+    sw.add_argument("--cpus-per-entry", type=float, default=1.0, help="CPUs each Ray task requests (default 1)")
+    sw.add_argument("--policy", help="policy file (overrides the spec's)")
+    sw.add_argument("--out", help="output folder (overrides the spec's)")
+    sw.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     t = sub.add_parser("transferability", help="rank candidate base models for a spec's data, before fine-tuning")
     t.add_argument("spec")
     t.add_argument("--candidate", action="append", default=[], help="another base model (package:NAME or folder)")
@@ -238,6 +254,20 @@ def _cmd_diff(args) -> int:
     return int(ExitCode.POLICY_FAILED) if args.fail_on == "regression" and lineage.regressed else 0
 
 
+def _cmd_sweep(args) -> int:
+    from .sweep import Executor, run_sweep
+
+    outcome = run_sweep(args.spec, args.adapted, Executor(args.executor), args.address, args.policy, args.out,
+                        args.cpus_per_entry)
+    s = outcome.summary
+    for r in s["entries"]:
+        state = r["verdict"] or f"error (exit {r['exit_code']}): {r['error']}"
+        print(f"  {r['entry']:<24} {state}")
+    print(f"ship:    {s['ship'] or 'none'}")
+    print(f"summary: {outcome.folder / 'sweep.html'}")
+    return outcome.exit_code
+
+
 def _cmd_transferability(args) -> int:
     from .transferability import rank_candidates
 
@@ -291,6 +321,8 @@ def main(argv=None) -> int:
             return _cmd_keygen(args)
         if args.command == "diff":
             return _cmd_diff(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         if args.command == "transferability":
             return _cmd_transferability(args)
         if args.command == "convert":

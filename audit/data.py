@@ -71,6 +71,8 @@ def read_table(src: SplitSource, spec_file: str, seed: int, label: str = "label"
 def _read_file(path: Path, spec_file: str, field: str):
     import pandas as pd
 
+    if path.is_dir():                 # a folder of Parquet files (Spark, Ray Data, Dask write them so)
+        return _read_parquet_folder(path, spec_file, field)
     if path.stat().st_size == 0:
         raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason="the file is empty")
     if path.stat().st_size > MAX_DATA_BYTES:
@@ -91,6 +93,22 @@ def _read_file(path: Path, spec_file: str, field: str):
     except InputError:
         raise
     except Exception as e:  # pandas/pyarrow raise many types; the message is what the user needs
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason=reason) from None
+
+
+def _read_parquet_folder(path: Path, spec_file: str, field: str):
+    """Every *.parquet under the folder, in name order (the order Ray Data and distributed.ray_scan read)."""
+    import pandas as pd
+
+    files = sorted(path.rglob("*.parquet"))
+    if sum(f.stat().st_size for f in files) > MAX_DATA_BYTES:
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path),
+                              reason=f"its Parquet files hold more than {MAX_DATA_BYTES} bytes; run it with Ray "
+                                     "(distributed.ray_scan)")
+    try:
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    except Exception as e:  # pyarrow raises many types; the message is what the user needs
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason=reason) from None
 

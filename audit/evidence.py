@@ -57,13 +57,18 @@ class Evidence:
         return self._bootstraps[key]
 
 
+def forward_cache_path(cache_dir: Path, model_digest: str, modality, which: str, split_digest: str,
+                       layer_rows: int) -> Path:
+    """Where one model's outputs on one split's rows are cached (a sweep shares the base's entries)."""
+    key = digest_of(EVIDENCE_VERSION, model_digest, split_digest, *modality.cache_key(), which == "adapted",
+                    layer_rows)
+    return cache_dir / f"{key}.npz"
+
+
 def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split, layer_rows: int, what: str,
                    stats: dict) -> dict:
     """modality.forward on one split, or its stored result when the same model has seen the same rows."""
-    modality = models.modality
-    classifier = which == "adapted"
-    key = digest_of(EVIDENCE_VERSION, model_digest, split.digest, *modality.cache_key(), classifier, layer_rows)
-    path = cache_dir / f"{key}.npz"
+    path = forward_cache_path(cache_dir, model_digest, models.modality, which, split.digest, layer_rows)
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -73,7 +78,7 @@ def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split
         except (OSError, ValueError):
             path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
     t = time.perf_counter()
-    out = modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
+    out = models.modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
     stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": round(time.perf_counter() - t, 3)})
     out = _unpack(_pack(out))
     buf = io.BytesIO()

@@ -114,7 +114,7 @@ def write_outputs(run_dir: Path, results: dict, spec, policy, dataset, model_inf
               "policy": {"path": str(policy.source), "sha256": policy.sha256}}
     for name, split in dataset.splits.items():
         src = spec.data.splits()[name]
-        if src.path is not None and src.path.is_dir():       # class folders (image tasks)
+        if src.path is not None and src.path.is_dir():       # class folders (image tasks), Parquet folders
             inputs[f"data.{name}"] = {"path": str(src.path), "sha256": sha256_tree(src.path), "tree": True}
         elif src.path is not None:
             inputs[f"data.{name}"] = {"path": str(src.path), "sha256": sha256_file(src.path)}

@@ -59,12 +59,7 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
 def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out: str | Path | None = None,
               allow_pickle: bool = False, today: dt.date | None = None, signer=None) -> RunOutcome:
     """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way."""
-    from .evidence import build_evidence
-    from .outputs import assemble_results, write_outputs
-    from .tasks import modality_for
-
     started = dt.datetime.now(dt.timezone.utc)
-    timings: dict = {}
     t0 = time.perf_counter()
     if policy_path is not None and not Path(policy_path).is_file():
         from .errors import MSG_MISSING_FILE, InputError
@@ -75,6 +70,20 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
         from dataclasses import replace
 
         spec = replace(spec, model=replace(spec.model, allow_pickle=True))
+    return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0)
+
+
+def run_parsed(spec: AuditSpec, policy_path=None, out=None, today: dt.date | None = None, signer=None,
+               run_parent: Path | None = None, executor: str = "local", started=None, t0=None) -> RunOutcome:
+    """One audit of a parsed spec (a sweep entry's spec, too). The cache lives under the output folder;
+    run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json."""
+    from .evidence import build_evidence
+    from .outputs import assemble_results, write_outputs
+    from .tasks import modality_for
+
+    started = started or dt.datetime.now(dt.timezone.utc)
+    t0 = t0 if t0 is not None else time.perf_counter()
+    timings: dict = {"executor": executor}
     policy = load_policy(Path(policy_path) if policy_path else (spec.policy or default_policy()))
     output = Path(out).resolve() if out else spec.output
     cache_root = output / ".cache"
@@ -95,7 +104,7 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
     decision = gate(measurements, ran, policy, today, missing=why_not)
     results = assemble_results(spec, policy, dataset, evidence, models, model_info, check_results, decision, today)
     pause_at("outputs")
-    run_dir = new_run_dir(output, spec.name)
+    run_dir = new_run_dir(run_parent or output, spec.name)
     timings["total_s"] = round(time.perf_counter() - t0, 2)
     write_outputs(run_dir, results, spec, policy, dataset, model_info, timings, started, signer)
     return RunOutcome(run_dir, results, int(decision.exit_code))

@@ -85,6 +85,11 @@ class FinetuneSpec:
     lora_alpha: int = option(16, "LoRA scaling alpha", lo=1, hi=1024)
     blocks: int = option(2, "last_blocks (image tasks): how many of the backbone's last blocks train with the head",
                          lo=1, hi=100)
+    seed: int | None = option(None, "fine-tuning seed (default: the spec's seed; a sweep varies it while the data "
+                                    "sample stays the same)", lo=0, hi=2**32 - 1)
+
+    def seed_or(self, spec_seed: int) -> int:
+        return spec_seed if self.seed is None else self.seed
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class AuditSpec:
     policy: Path | None = None
     output: Path = Path("runs")
     source_file: Path | None = None
+    sweep: object = None            # sweep.SweepBlock: the entries of `transfer-audit sweep` (None: not a sweep)
 
 
 def template_fields(template: str) -> list[str]:
@@ -135,9 +141,12 @@ def _split(section: Section, key: str, base_dir: Path, required: bool, task=None
             raise InputError.make(MSG_MISSING_FILE, where=section.file, field=s.field("path"), value=path)
         if image and resolved.is_dir():
             pass                      # a folder of class sub-folders (vision/sources.py)
+        elif resolved.is_dir():
+            if not any(resolved.rglob("*.parquet")):
+                raise s.fail("path", "a .csv, .parquet or .jsonl file, or a folder of Parquet files", path)
         elif resolved.suffix.lower() not in DATA_SUFFIXES:
-            raise s.fail("path", "a .csv, .parquet or .jsonl file" + (" or a folder of class sub-folders"
-                                                                      if image else ""), path)
+            kinds = " or a folder of class sub-folders" if image else ", or a folder of Parquet files"
+            raise s.fail("path", "a .csv, .parquet or .jsonl file" + kinds, path)
     template = s.str("template")
     if template is not None:
         _check_template(s, "template", template)
@@ -172,7 +181,8 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
     path = Path(path)
     raw = load_yaml_file(path, "audit spec")
     file, base_dir = str(path), path.resolve().parent
-    top = Section(raw, file, "", {"name", "task", "seed", "data", "model", "checks", "policy", "output"},
+    top = Section(raw, file, "", {"name", "task", "seed", "data", "model", "checks", "policy", "output",
+                                       "sweep"},
                   {"name", "data", "model"})
     name = top.str("name")
     if any(c in name for c in "/\\\0") or name.startswith("."):
@@ -224,8 +234,13 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
         if not policy_path.exists():
             raise InputError.make(MSG_MISSING_FILE, where=file, field="policy", value=policy)
     output = (base_dir / (top.str("output", "runs"))).resolve()
+    sweep = None
+    if top.data.get("sweep") is not None:
+        from .sweep_plan import parse_sweep_block
+
+        sweep = parse_sweep_block(top.child("sweep", {"adapted", "seeds"}), base_dir)
     return AuditSpec(name=name, task=task, seed=seed, data=data, model=model, checks=checks,
-                     policy=policy_path, output=output, source_file=path.resolve())
+                     policy=policy_path, output=output, source_file=path.resolve(), sweep=sweep)
 
 
 def _image_section(d: Section, task: Task, base_dir: Path) -> ImageSpec | None:

@@ -20,7 +20,7 @@ def finetune_key(base_digest: str, train_digest: str, classes, recipe: FinetuneS
     """Content key of a fine-tune: base weights (their tree digest), training rows, recipe, seed."""
     return digest_of("finetune-v1", base_digest, train_digest, list(classes),
                      {k: getattr(recipe, k).value if hasattr(getattr(recipe, k), "value") else getattr(recipe, k)
-                      for k in recipe.__dataclass_fields__}, seed)
+                      for k in recipe.__dataclass_fields__ if k != "seed"}, seed)   # the seed is its own part
 
 
 def cached_finetune(cache_root: Path, key: str) -> Path | None:

@@ -124,7 +124,8 @@ class ImageModality:
             info["adapted"] = {"ref": spec.model.adapted, "source": "given"}
         else:
             train, recipe = dataset.splits["train"], self._recipe()
-            key = finetune_key(info["base"]["sha256"], train.digest, dataset.classes, recipe, spec.seed,
+            ft_seed = spec.model.finetune.seed_or(spec.seed)     # a sweep varies it; the data sample keeps spec.seed
+            key = finetune_key(info["base"]["sha256"], train.digest, dataset.classes, recipe, ft_seed,
                                self.preprocess.height)
             adapted_path = cached_finetune(cache_root, key)
             if adapted_path is not None:
@@ -132,14 +133,14 @@ class ImageModality:
             else:
                 t_ft, images = time.perf_counter(), self.images(train.inputs)
                 with training_threads():
-                    adapted_path = finetune(base_path, images, train.y, dataset.classes, recipe, spec.seed,
+                    adapted_path = finetune(base_path, images, train.y, dataset.classes, recipe, ft_seed,
                                             cache_root, key, preprocess=self.preprocess)
                 timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
             info["adapted"] = {"ref": None, "source": "fine-tuned by transfer-audit",
                                "recipe": {"method": recipe.method.value, "epochs": recipe.epochs,
                                           "learning_rate": recipe.learning_rate, "batch_size": recipe.batch_size,
                                           "blocks": recipe.blocks, "image_size": self.preprocess.height,
-                                          "seed": spec.seed, "train_rows": len(train)}}
+                                          "seed": ft_seed, "train_rows": len(train)}}
         adapted = load_image_model(adapted_path, f"{where}: model.adapted")
         if adapted.num_classes != dataset.n_classes:
             raise InputError(f"{where}: model.adapted: the model in {str(adapted_path)!r} has a head with "

@@ -85,17 +85,18 @@ class TextModality:
             info["adapted"] = {"ref": spec.model.adapted, "source": "given"}
         else:
             train = dataset.splits["train"]
-            key = finetune_key(info["base"]["sha256"], train.digest, dataset.classes, spec.model.finetune, spec.seed)
+            seed = spec.model.finetune.seed_or(spec.seed)
+            key = finetune_key(info["base"]["sha256"], train.digest, dataset.classes, spec.model.finetune, seed)
             adapted_path = cached_finetune(cache_root, key)
             if adapted_path is not None:
                 say(f"fine-tuned model found in cache: {adapted_path}")
             else:
                 t_ft = time.perf_counter()
                 adapted_path = finetune(base_path, tokenizer, train.inputs, train.y, dataset.classes,
-                                        spec.model.finetune, spec.seed, cache_root, key)
+                                        spec.model.finetune, seed, cache_root, key)
                 timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
             info["adapted"] = {"ref": None, "source": "fine-tuned by transfer-audit",
-                               "recipe": recipe_record(spec.model.finetune, spec.seed, len(train))}
+                               "recipe": recipe_record(spec.model.finetune, seed, len(train))}
         adapted, relation, pickled = load_classifier(adapted_path, base_path, dataset.n_classes,
                                                      spec.model.allow_pickle, field=f"{where}: model.adapted")
         info["adapted"].update({"path": str(adapted_path), "sha256": sha256_tree(adapted_path), "relation": relation})
