@@ -26,6 +26,19 @@ def _add_sign_key(parser) -> None:
                              f"${KEY_ENV}); the key is read, never copied into the run folder")
 
 
+def _add_run_options(parser) -> None:
+    """Options `run` and `demo` share."""
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where fine-tuning and inference run: auto (CUDA when present, else the CPU), cpu, cuda, "
+                             "cuda:N or mps; off the CPU with bf16/fp16 autocast (default: auto)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr (warnings and errors "
+                                                                    "only)")
+    parser.add_argument("--format", choices=["text", "json"], default="text", dest="output_format",
+                        help="json: the verdict, rule outcomes and output paths as one JSON object on stdout")
+    _add_sign_key(parser)
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
 def _tolerance(text: str):
     """--tolerance VALUE or METRIC=VALUE, parsed once at the edge."""
     metric, _, value = text.rpartition("=")
@@ -54,13 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (overrides the spec's)")
     r.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle weights (loaded with weights_only=True; the verdict is marked unsafe)")
-    _add_sign_key(r)
-    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _add_run_options(r)
     d = sub.add_parser("demo", help="run a shipped example audit (default: UCI Adult on MiniLM); writes to ./runs")
     d.add_argument("example", nargs="?", default=DEMO, help=f"which example (default: {DEMO})")
     d.add_argument("--out", default="runs", help="output folder (default: ./runs)")
-    _add_sign_key(d)
-    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _add_run_options(d)
     rd = sub.add_parser("render", help="rebuild every report from a results.json, without models or data")
     rd.add_argument("results")
     rd.add_argument("--out", help="folder for the artifacts (default: beside results.json)")
@@ -106,6 +117,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _print_json(outcome) -> None:
+    import json
+
+    gate = outcome.results["gate"]
+    print(json.dumps({"verdict": gate["verdict"], "exit_code": outcome.exit_code, "counts": gate["counts"],
+                      "rules": gate["rules"], "run_dir": str(outcome.run_dir),
+                      "report": str(outcome.run_dir / "report.html"),
+                      "results": str(outcome.run_dir / "results.json")}, indent=2))
+
+
 def _print_verdict(outcome) -> None:
     from .presentation import group_label, is_blocking
     from .render.writer import github_annotations
@@ -135,8 +156,8 @@ def _cmd_run(args, spec) -> int:
 
         signer = load_signer(args.sign_key)   # before the audit: a bad key should not cost a whole run
     outcome = run_audit(spec, policy_path=getattr(args, "policy", None), out=args.out,
-                        allow_pickle=getattr(args, "allow_pickle", False), signer=signer)
-    _print_verdict(outcome)
+                        allow_pickle=getattr(args, "allow_pickle", False), signer=signer, device=args.device)
+    (_print_json if args.output_format == "json" else _print_verdict)(outcome)
     return outcome.exit_code
 
 
@@ -161,7 +182,9 @@ def _cmd_render(args) -> int:
     path = Path(args.results)
     results = read_results(path)
     path = path / "results.json" if path.is_dir() else path
-    out = Path(args.out) if args.out else path.parent
+    from .fileio import output_folder
+
+    out = output_folder(args.out, "command line", "--out") if args.out else path.parent
     out.mkdir(parents=True, exist_ok=True)
     manifest = path.parent / "manifest.json"
     timings = json.loads(manifest.read_text()).get("timings") if manifest.exists() else None
@@ -272,6 +295,13 @@ def main(argv=None) -> int:
         parser.print_help()
         return int(ExitCode.INPUT_ERROR)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    from .progress import cli_logging
+
+    with cli_logging(quiet=getattr(args, "quiet", False)):
+        return _dispatch(parser, args, debug)
+
+
+def _dispatch(parser, args, debug: bool) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args, args.spec)

@@ -9,7 +9,7 @@ from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
-from .fileio import atomic_write_json, sha256_file
+from .fileio import atomic_write_json, sha256_file, sha256_tree
 from .results import SCHEMA_VERSION, clean
 
 LIBRARIES = ("transfer-audit", "torch", "transformers", "peft", "scikit-learn", "numpy", "pandas", "scipy",
@@ -72,8 +72,9 @@ def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_
                       "label_counts": label_counts(split, classes)}
     models = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in model_info.items()}
     base_info = model_info["base"]
-    models["base"]["name"] = base_info.get("title") or (spec.model.base if spec.model.base.startswith("package:")
-                                                         else Path(base_info["path"]).name)
+    models["base"]["name"] = (base_info.get("title") or base_info.get("hub_id")
+                              or (spec.model.base if spec.model.base.startswith("package:")
+                                  else Path(base_info["path"]).name))
     models["controls"] = evidence.info.get("controls", {})
     return clean({
         "schema_version": SCHEMA_VERSION,
@@ -104,11 +105,15 @@ def write_outputs(run_dir: Path, results: dict, spec, policy, dataset, model_inf
 
     atomic_write_json(run_dir / RESULTS, results)
     written = render_all(results, run_dir, timings=timings)
-    inputs = {"spec": {"path": str(spec.source_file), "sha256": sha256_file(spec.source_file)},
-              "policy": {"path": str(policy.source), "sha256": policy.sha256}}
+    inputs = {"spec": ({"path": str(spec.source_file), "sha256": sha256_file(spec.source_file)}
+                       if spec.source_file is not None else {"sha256": spec.digest}),
+              "policy": ({"path": str(policy.source), "sha256": policy.sha256} if policy.source
+                         else {"sha256": policy.sha256})}
     for name, split in dataset.splits.items():
         src = spec.data.splits()[name]
-        if src.path is not None:
+        if src.path is not None and src.path.is_dir():
+            inputs[f"data.{name}"] = {"path": str(src.path), "sha256": sha256_tree(src.path), "tree": True}
+        elif src.path is not None:
             inputs[f"data.{name}"] = {"path": str(src.path), "sha256": sha256_file(src.path)}
         inputs[f"data.{name}.rows"] = {"sha256": split.digest}
     for role in ("base", "adapted"):

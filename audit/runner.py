@@ -53,10 +53,23 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
     return results
 
 
-def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out: str | Path | None = None,
-              allow_pickle: bool = False, today: dt.date | None = None, signer=None) -> RunOutcome:
-    """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way."""
+def run_audit(spec: str | Path | AuditSpec, policy_path: str | Path | None = None, out: str | Path | None = None,
+              allow_pickle: bool = False, today: dt.date | None = None, signer=None, device: str = "auto",
+              frames: dict | None = None, policy=None) -> RunOutcome:
+    """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way.
+    `spec` is a spec file or a parsed AuditSpec; `frames` the DataFrames of splits a dict spec leaves out;
+    `policy` an already parsed Policy (else policy_path, the spec's policy, or the shipped default); `device` a
+    --device value. The Hugging Face offline switches hold for the run and are restored after it."""
+    from .runtime import check_device, offline
+
+    check_device(device)
+    with offline():
+        return _run(spec, policy_path, out, allow_pickle, today, signer, device, frames, policy)
+
+
+def _run(spec, policy_path, out, allow_pickle, today, signer, device, frames, policy) -> RunOutcome:
     from .evidence import build_evidence
+    from .fileio import output_folder
     from .outputs import assemble_results, write_outputs
     from .tasks import modality_for
 
@@ -67,16 +80,20 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
         from .errors import MSG_MISSING_FILE, InputError
 
         raise InputError.make(MSG_MISSING_FILE, where="command line", field="--policy", value=str(policy_path))
-    spec = parse_spec(spec_path)
+    if not isinstance(spec, AuditSpec):
+        spec = parse_spec(spec)
     if allow_pickle:
         from dataclasses import replace
 
         spec = replace(spec, model=replace(spec.model, allow_pickle=True))
-    policy = load_policy(Path(policy_path) if policy_path else (spec.policy or default_policy()))
-    output = Path(out).resolve() if out else spec.output
+    if policy is None:
+        policy = load_policy(Path(policy_path) if policy_path else (spec.policy or default_policy()))
+    output = (output_folder(Path(out).resolve(), "command line", "--out") if out
+              else output_folder(spec.output, spec.where, "output"))
     cache_root = output / ".cache"
-    modality = modality_for(spec)
-    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality)
+    modality = modality_for(spec, device)
+    base_dir = spec.source_file.parent if spec.source_file is not None else None
+    dataset = load_dataset(spec.data, spec.seed, spec.where, modality, frames, base_dir)
     models, model_info = modality.prepare_models(spec, dataset, cache_root, timings)
     stats = policy.defaults.stats
     evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings)

@@ -156,7 +156,7 @@ def _inputs(manifest: dict, v: Verification) -> None:
             continue
         if not os.path.exists(path):
             v.notes.append(f"input {key} not checked: {path} is not on this machine")
-        elif sha256_file(path) != entry.get("sha256"):
+        elif (sha256_tree(path) if entry.get("tree") else sha256_file(path)) != entry.get("sha256"):
             v.fail(ExitCode.INPUT_CHANGED, f"input {key}: {path} changed since the audit")
 
 

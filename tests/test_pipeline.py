@@ -58,16 +58,20 @@ def test_render_rebuilds_the_same_artifacts(tiny_run, tmp_path):
         assert (tmp_path / name).read_text() == (tiny_run.run_dir / name).read_text(), name
 
 
-def test_second_run_reuses_finetune_and_is_byte_identical(tiny_bert, tmp_path, capsys):
+def test_second_run_reuses_finetune_and_is_byte_identical(tiny_bert, tmp_path, caplog):
+    import logging
+
     from transfer_audit.runner import run_audit
 
+    caplog.set_level(logging.INFO, logger="transfer_audit")      # progress is logged; the CLI shows it
     spec = write_spec(tmp_path, adult_spec(str(tiny_bert), tmp_path / "runs",
                                            checks={"performance": {}, "bias": {"counterfactual": False}}))
     first = run_audit(spec)
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "fine-tuning" in err
+    caplog.clear()
     second = run_audit(spec)
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "found in cache" in err and "fine-tuning (" not in err
     assert (first.run_dir / "results.json").read_bytes() == (second.run_dir / "results.json").read_bytes()
     assert first.run_dir != second.run_dir

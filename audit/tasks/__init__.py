@@ -6,13 +6,13 @@ from __future__ import annotations
 from .base import Attribution, Modality, Models
 
 
-def modality_for(spec) -> Modality:
-    """The modality of a spec's task, configured from the spec (one literal mapping)."""
+def modality_for(spec, device: str = "auto") -> Modality:
+    """The modality of a spec's task, configured from the spec and the --device value (one literal mapping)."""
     from ..spec import Task
     from .text import TextModality
 
     if spec.task in (Task.TEXT, Task.TABULAR):      # tabular rows are serialised to text by the spec's template
-        return TextModality(max_length=spec.model.finetune.max_length)
+        return TextModality(max_length=spec.model.finetune.max_length, device=device)
     raise ValueError(f"no modality for task {spec.task!r}")
 
 
