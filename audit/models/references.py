@@ -136,10 +136,17 @@ def _mlflow(uri: str, field: str, cache_root: Path | None) -> ResolvedModel:
     import tempfile
 
     target = Path(tempfile.mkdtemp(prefix="mlflow-", dir=_mkdir(cache_root / "mlflow") if cache_root else None))
+    saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"        # progress goes through our logging
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
     except Exception as e:  # mlflow raises MlflowException and OSError subclasses; the message is what matters
         raise InputError(f"{field}: cannot resolve MLflow URI {uri!r}: {str(e).splitlines()[0][:300]}") from None
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
     return ResolvedModel(hf_folder_in_mlflow_model(local, uri, field), RefKind.MLFLOW, uri)
 
 
