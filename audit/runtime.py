@@ -100,8 +100,34 @@ def choose_threads(cpus: int | None = None, quota: float | None = None, idle: fl
     return max(1, n)
 
 
+def training_threads() -> int:
+    """Threads for fine-tuning: every CPU this process may use, whatever the load. A backward pass sums gradients
+    in an order that depends on the thread count, so trained weights (and all that follows) would otherwise
+    depend on how busy the machine was. Forward passes do not (inference and attribution gave identical bytes
+    with 1 and 2 threads), so only they fall back to fewer threads."""
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return choose_threads(len(allowed_cpus()), cgroup_cpu_limit())
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to n for a block, then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def set_threads() -> int:
-    """Set torch's threads for this run (OMP_NUM_THREADS, when set, wins) and silence per-load progress bars."""
+    """Set torch's threads for this run's forward passes (OMP_NUM_THREADS, when set, wins) and silence per-load
+    progress bars. Fine-tuning sets its own (training_threads)."""
     import torch
     from transformers.utils import logging as hf_logging
 

@@ -205,3 +205,55 @@ def test_cpu_device_is_plain_full_precision():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(AuditError, match="no CUDA device"):
             resolve_device("cuda:0")
+
+
+def test_card_names_datasets_without_folders():
+    from transfer_audit.render.card import front_matter
+
+    results = json.loads((FIXTURES / "results" / "pass.json").read_text())
+    results["data"]["train"]["source"] = "hf:org/reviews@main/default/train"
+    results["data"]["reference"] = dict(results["data"]["current"], source="/home/alice/secret-project/data/ref.parquet")
+    results["data"]["current"]["source"] = "data/current.csv.gz"
+    results["models"]["base"]["hub_id"] = "sentence-transformers/all-MiniLM-L6-v2"
+    card = front_matter(results)
+    assert "/home/alice" not in card and "secret-project" not in card
+    assert "- org/reviews\n" in card and "- ref\n" in card and "- current.csv\n" in card
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
+
+
+def test_busy_machine_changes_speed_never_results(tiny_bert, tmp_path, monkeypatch):
+    """Forward passes give the same bytes with 1 and 2 threads, so they may fall back to fewer threads when the
+    machine is busy; fine-tuning's backward pass does not, so it always uses every allowed CPU."""
+    import numpy as np
+    import torch
+
+    import transfer_audit.runtime as runtime
+    from transfer_audit.models.finetune import finetune
+    from transfer_audit.models.loading import load_encoder, load_tokenizer
+    from transfer_audit.spec import FinetuneSpec
+    from transfer_audit.tasks.text_inference import forward_split
+
+    model, tok = load_encoder(tiny_bert), load_tokenizer(tiny_bert)
+    texts = [f"{i} year old person works {i % 7} hours as a clerk in the city" for i in range(40)]
+    outs = []
+    for n in (1, 2):
+        with runtime.torch_threads(n):
+            outs.append(forward_split(model, tok, texts, 32, False, layer_rows=8)["pooled"].tobytes())
+    assert outs[0] == outs[1]
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "idle_cpus", lambda cpus, *a, **k: 0.0)       # every core busy
+    monkeypatch.setattr(runtime, "allowed_cpus", lambda: [0, 1])
+    monkeypatch.setattr(runtime, "cgroup_cpu_limit", lambda root="": None)
+    assert runtime.set_threads() == 1 and torch.get_num_threads() == 1
+    seen = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(torch.get_num_threads())
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    finetune(tiny_bert, tok, texts, np.arange(40) % 2, ("a", "b"), FinetuneSpec(batch_size=16, max_length=32), 0,
+             tmp_path, "key")
+    assert seen and set(seen) == {2} and torch.get_num_threads() == 1      # restored for inference afterwards

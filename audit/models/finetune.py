@@ -49,8 +49,11 @@ def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: 
     if device is not None:
         model = model.to(device)
     enc = tokenizer(list(texts), truncation=True, max_length=recipe.max_length)
-    losses, steps, seconds = _train(model, enc["input_ids"], torch.as_tensor(y, dtype=torch.long), recipe, seed,
-                                    tokenizer.pad_token_id or 0)
+    from ..runtime import torch_threads, training_threads
+
+    with torch_threads(training_threads()):     # never fewer when the machine is busy: see training_threads
+        losses, steps, seconds = _train(model, enc["input_ids"], torch.as_tensor(y, dtype=torch.long), recipe,
+                                        seed, tokenizer.pad_token_id or 0)
     meta = {"cache_key": key, "method": recipe.method.value, "epochs": recipe.epochs,
             "learning_rate": recipe.learning_rate, "batch_size": recipe.batch_size, "max_length": recipe.max_length,
             "seed": seed, "train_rows": len(texts), "steps": steps,
