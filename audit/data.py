@@ -90,12 +90,25 @@ def _read_source(src: SplitSource, spec_file: str, string_columns):
             return tables.read_url(src.url, string_columns, spec_file, field)
         if src.path.is_dir() and tables.folder_format(src.path) == "hf_datasets":
             return tables.read_hf_folder(src.path, src.split, spec_file, field)
-        return tables.read_local(src.path, string_columns, spec_file, field)
+        return read_file(src.path, spec_file, field, string_columns)
     except AuditError:
         raise
     except Exception as e:  # pandas/pyarrow raise many types; the message is what the user needs
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=value, reason=reason) from None
+
+
+def read_file(path: Path, spec_file: str, field: str, string_columns=()):
+    """One local file or folder (tables.read_local), any reader failure as one sentence naming it."""
+    from . import tables
+
+    try:
+        return tables.read_local(Path(path), string_columns, spec_file, field)
+    except AuditError:
+        raise
+    except Exception as e:  # pandas/pyarrow raise many types; the message is what the user needs
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason=reason) from None
 
 
 def display_source(src: SplitSource, base_dir: Path | None = None) -> str:
