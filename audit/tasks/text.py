@@ -73,7 +73,7 @@ class TextModality:
         device = resolve_device(self.device)
         precision = precision_tag(device)
         t = time.perf_counter()
-        where = str(spec.source_file or "audit spec")
+        where = spec.where
         base_ref = resolve_model(spec.model.base, f"{where}: model.base", cache_root)
         base_path = base_ref.path
         base = load_encoder(base_path, spec.model.allow_pickle, field=f"{where}: model.base")
