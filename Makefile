@@ -41,3 +41,6 @@ clean:
 
 docs: install
 	$(PY) -m transfer_audit.options docs/configuration.md policies/README.md
+
+lint: install
+	$(VENV)/bin/ruff check .

@@ -335,7 +335,13 @@ def _dispatch(parser, args, debug: bool) -> int:
         print("transfer-audit: interrupted. Nothing partial was kept: outputs are written atomically and a run "
               "folder without manifest.json is incomplete. Run the same command again to resume; fine-tuning "
               "and inference are reused from the cache.", file=sys.stderr)
-        return int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED)
+        code = int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED)
+        # Leave now: an interrupt that landed inside an import makes CPython's finalisation re-kill the process
+        # with SIGINT (exit -2 instead of 130), and a second Ctrl-C there would print a traceback. Nothing is
+        # left to write: outputs are atomic and the cache is only ever renamed into place.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     except Exception as e:  # a bug: say so plainly, keep the traceback for --debug
         if debug:
             traceback.print_exc()

@@ -25,13 +25,24 @@ class Severity(str, Enum):
 
 
 class DecideOn(str, Enum):
-    POINT = "point"
-    CI = "ci"
+    CI = "ci"           # the interval decides (the default)
+    POINT = "point"     # the point estimate alone decides: only for measurements that are themselves tests
 
 
 class Mode(str, Enum):
-    HARM = "harm"       # FAIL only when the whole CI violates the bound (evidence of harm)
-    SAFETY = "safety"   # PASS only when the whole CI satisfies it; a straddling CI is INCONCLUSIVE
+    """How an interval is read against a bound (policies/README.md, "Decision modes")."""
+
+    THREE_WAY = "three_way"   # PASS: whole CI inside; FAIL: whole CI outside; otherwise INCONCLUSIVE (default)
+    HARM = "harm"             # FAIL on evidence of harm; a straddling CI passes only if the estimate is inside
+
+
+# The earlier name of the three-way reading, still read so existing policies keep their meaning.
+MODE_ALIASES = {"safety": Mode.THREE_WAY}
+
+
+class WhenMissing(str, Enum):
+    INCONCLUSIVE = "inconclusive"   # no evidence is not a pass (the default)
+    SKIP = "skip"                   # an explicit opt-out: listed in the report, left out of the verdict
 
 
 class OnInsufficient(str, Enum):
@@ -82,8 +93,9 @@ class Rule:
     model: str
     condition: Condition
     severity: Severity = Severity.BLOCK
-    decide_on: DecideOn = DecideOn.POINT
-    mode: Mode = Mode.HARM
+    decide_on: DecideOn = DecideOn.CI
+    mode: Mode = Mode.THREE_WAY
+    when_missing: WhenMissing = WhenMissing.INCONCLUSIVE
     group: str | None = None           # restrict to records of one sensitive feature (e.g. "sex")
     refs: tuple[str, ...] = ()
     description: str = ""
@@ -109,8 +121,8 @@ class Defaults(StatsConfig):
         "`ignore`: skip it")
     allow_inconclusive: bool = option(False, "when false, an INCONCLUSIVE blocking rule makes the run INCONCLUSIVE "
                                              "(exit 4)")
-    inconclusive_in_junit: str = option("error", "how INCONCLUSIVE rules appear in junit.xml",
-                                        choices=("error", "skipped"))
+    inconclusive_in_junit: str = option("error", "how INCONCLUSIVE block rules appear in junit.xml (an INCONCLUSIVE "
+                                        "warn rule is reported like a WARN)", choices=("error", "skipped"))
 
     @property
     def stats(self) -> StatsConfig:
@@ -127,7 +139,8 @@ class Policy:
     sha256: str | None = None
 
 
-RULE_KEYS = {"id", "metric", "model", "min", "max", "severity", "decide_on", "mode", "group", "refs", "description"}
+RULE_KEYS = {"id", "metric", "model", "min", "max", "severity", "decide_on", "mode", "when_missing", "group", "refs",
+             "description"}
 ROLES = {r.value for r in ModelRole}
 
 
@@ -143,6 +156,11 @@ def _bound(s: Section, key: str):
         b = Section(value, s.file, s.field(key), {"model", "offset"}, {"model"})
         return Relative(b.str("model", choices=ROLES), b.float("offset", 0.0))
     return s.float(key)
+
+
+def _mode(s: Section) -> Mode:
+    name = s.str("mode", Mode.THREE_WAY.value, choices={x.value for x in Mode} | set(MODE_ALIASES))
+    return MODE_ALIASES.get(name) or Mode(name)
 
 
 def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> Policy:
@@ -172,8 +190,10 @@ def parse_policy_data(raw: dict, file: str, metrics: set[str] | None = None) -> 
         rules.append(Rule(
             id=rid, metric=metric, model=s.str("model", "adapted", choices=ROLES), condition=cond,
             severity=Severity(s.str("severity", "block", choices={x.value for x in Severity})),
-            decide_on=DecideOn(s.str("decide_on", "point", choices={x.value for x in DecideOn})),
-            mode=Mode(s.str("mode", "harm", choices={x.value for x in Mode})), group=s.str("group"),
+            decide_on=DecideOn(s.str("decide_on", DecideOn.CI.value, choices={x.value for x in DecideOn})),
+            mode=_mode(s), when_missing=WhenMissing(s.str("when_missing", WhenMissing.INCONCLUSIVE.value,
+                                                         choices={x.value for x in WhenMissing})),
+            group=s.str("group"),
             refs=tuple(s.str_list("refs", []) or []), description=s.str("description") or "",
         ))
     waivers = []

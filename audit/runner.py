@@ -16,6 +16,7 @@ from .progress import say
 from .results import CheckResult, Status
 from .spec import AuditSpec, parse_spec
 from .stats import StatsConfig
+from .testhook import pause_at
 
 
 @dataclass
@@ -93,15 +94,22 @@ def _run(spec, policy_path, out, allow_pickle, today, signer, device, frames, po
     cache_root = output / ".cache"
     modality = modality_for(spec, device)
     base_dir = spec.source_file.parent if spec.source_file is not None else None
+    pause_at("data")
     dataset = load_dataset(spec.data, spec.seed, spec.where, modality, frames, base_dir)
+    pause_at("models")
     models, model_info = modality.prepare_models(spec, dataset, cache_root, timings)
     stats = policy.defaults.stats
+    pause_at("evidence")
     evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings)
+    pause_at("checks")
     check_results = run_checks(spec, evidence, models, stats, timings)
     measurements = [m for r in check_results for m in r.measurements]
     today = today or dt.date.today()
-    decision = gate(measurements, {r.check for r in check_results if r.status is not Status.SKIPPED}, policy, today)
+    ran = {r.check for r in check_results if r.status is not Status.SKIPPED}
+    why_not = {r.check: r.notes[0] for r in check_results if r.status is Status.SKIPPED and r.notes}
+    decision = gate(measurements, ran, policy, today, missing=why_not)
     results = assemble_results(spec, policy, dataset, evidence, models, model_info, check_results, decision, today)
+    pause_at("outputs")
     run_dir = new_run_dir(output, spec.name)
     timings["total_s"] = round(time.perf_counter() - t0, 2)
     write_outputs(run_dir, results, spec, policy, dataset, model_info, timings, started, signer)

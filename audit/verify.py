@@ -146,7 +146,7 @@ def _model(manifest: dict, model_dir: Path | None, v: Verification) -> None:
         v.fail(ExitCode.MODEL_MISMATCH, f"model: {where} differs from the adapted model the manifest records")
     base = inputs.get("model.base", {})
     if base.get("path") and os.path.isdir(base["path"]) and sha256_tree(base["path"]) != base.get("sha256"):
-        v.fail(ExitCode.MODEL_MISMATCH, f"base model: {base['path']} changed since the audit")
+        v.fail(ExitCode.MODEL_MISMATCH, f"input model.base: the base model {base['path']} changed since the audit")
 
 
 def _inputs(manifest: dict, v: Verification) -> None:

@@ -82,7 +82,8 @@ def _all_imports(name: str) -> set[str]:
 
 MODEL_LOADERS = {f"{PACKAGE}.models.{m}" for m in ("loading", "finetune", "safety")}
 CHECK_HELPERS = {"transfer_audit.checks.base", "transfer_audit.checks.common",
-                 "transfer_audit.checks.counterfactual"}   # counterfactual is the bias check's helper module
+                 "transfer_audit.checks.counterfactual",   # counterfactual and bias_groups are the bias check's
+                 "transfer_audit.checks.bias_groups"}      # helper modules
 
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith(f"{PACKAGE}.checks.")))

@@ -33,16 +33,49 @@ def sentinel_model(tiny_bert, tmp_path_factory):
     return model, tok, texts, np.array(labels)
 
 
-def test_completeness_holds_within_the_delta(tiny_bert):
-    from transfer_audit.models.loading import load_tokenizer
+def _riemann_ig(model, input_ids, baseline, target: int, steps: int = 256) -> np.ndarray:
+    """Integrated gradients written out by hand: replace the embedding layer's output by points on the straight
+    path from the baseline's to the input's, average the gradient of the target logit over the midpoints."""
+    import torch
+
+    emb = model.bert.embeddings
+    with torch.no_grad():
+        e_x, e_b = emb(input_ids=input_ids), emb(input_ids=baseline)
+    alphas = ((torch.arange(steps) + 0.5) / steps).view(-1, 1, 1)
+    points = (e_b + alphas * (e_x - e_b)).requires_grad_(True)             # (steps, L, H), one batch
+    hook = emb.register_forward_hook(lambda mod, inp, out: points)
+    try:
+        ids = input_ids.expand(steps, -1)
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, target]
+    finally:
+        hook.remove()
+    grads = torch.autograd.grad(logits.sum(), points)[0]
+    return (grads.mean(0, keepdim=True) * (e_x - e_b)).sum(-1)[0].numpy()
+
+
+def test_attributions_match_a_hand_written_integral_and_the_models_own_outputs(tiny_bert):
+    """Checked against quantities the engine does not compute: the logit gap from two plain forward passes,
+    and integrated gradients by a 400-step midpoint Riemann sum."""
+    import torch
     from transformers import AutoModelForSequenceClassification
 
+    from transfer_audit.models.loading import load_tokenizer
+
     tok = load_tokenizer(tiny_bert)
+    torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2).eval()
     ids = tok("a quiet film about a city at night", return_tensors="pt")["input_ids"]
+    baseline = ids.clone()
+    baseline[0, 1:-1] = tok.pad_token_id                      # [CLS] [PAD] ... [PAD] [SEP]
+    with torch.no_grad():
+        ones = torch.ones_like(ids)
+        gap = float(model(input_ids=ids, attention_mask=ones).logits[0, 1]
+                    - model(input_ids=baseline, attention_mask=ones).logits[0, 1])
     a = attribute_one(model, tok, ids, target=1, schedule=(50, 100, 200, 300))
-    assert a.converged and abs(a.scores.sum() - a.gap) == pytest.approx(abs(a.delta), abs=1e-6)
-    assert abs(a.delta) <= 0.05 * abs(a.gap)
+    assert a.converged and a.gap == pytest.approx(gap, abs=1e-5)
+    assert a.scores.sum() == pytest.approx(gap, rel=0.05, abs=1e-4)
+    reference = _riemann_ig(model, ids, baseline, target=1)
+    assert np.allclose(a.scores, reference, atol=0.02 * np.abs(reference).max())
 
 
 def test_sentinel_token_tops_the_ranking_and_counts_as_sensitive(sentinel_model):
@@ -56,13 +89,20 @@ def test_sentinel_token_tops_the_ranking_and_counts_as_sensitive(sentinel_model)
     assert np.nanmean(summary["sensitive_share"]) > 0.3
 
 
-def test_shift_is_one_for_the_same_model(sentinel_model):
-    model, tok, texts, _ = sentinel_model
-    sample = texts[:10]
-    runs = [attribute_many(model, tok, sample, [None] * 10, 32, (25, 50, 100), 0.05, "test")[0] for _ in range(2)]
-    imps = [importance(summarise([words_of(a.units, a.scores, a.skip) for a in r], set()), 2) for r in runs]
-    rho, overlap = spearman_and_overlap(*imps)
-    assert rho == pytest.approx(1.0) and overlap == 1.0
+def test_shift_is_spearman_over_the_shared_vocabulary_and_top_k_overlap():
+    """Against a hand computation: rank correlation 1 - 6 sum d^2 / (n (n^2 - 1)) with no ties, and the share
+    of the top-k words both rankings hold."""
+    words = [f"w{i:02d}" for i in range(12)]
+    a = {w: float(i) for i, w in enumerate(words)}
+    b = {w: float(i) for i, w in enumerate(words)}
+    b["w11"], b["w00"] = 0.0, 11.0                                  # swap the first and the last word
+    rho, overlap = spearman_and_overlap(a, b, k=10)
+    d2 = 2 * 11 ** 2
+    assert rho == pytest.approx(1 - 6 * d2 / (12 * (12 ** 2 - 1)))
+    # top-10 of a: w02..w11; of b: w00, w02..w10 -> 9 shared
+    assert overlap == pytest.approx(9 / 10)
+    reverse = {w: -v for w, v in a.items()}
+    assert spearman_and_overlap(a, reverse, k=10) == pytest.approx((-1.0, 8 / 10))
 
 
 def test_adaptive_schedule_starts_low_and_fixed_starts_at_n_steps():

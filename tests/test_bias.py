@@ -104,16 +104,101 @@ def test_fewer_than_two_sufficient_groups_gives_no_number():
 
 
 def test_multiclass_one_vs_rest_worst_class():
+    """Every disparity is the worst class of fairlearn's binary metric computed one-vs-rest."""
+    from fairlearn.metrics import (MetricFrame, demographic_parity_difference, demographic_parity_ratio,
+                                   equal_opportunity_difference, equalized_odds_difference)
+    from sklearn.metrics import accuracy_score
+
     rng = np.random.default_rng(0)
-    n = 600
-    frame = pd.DataFrame({"g": rng.choice(["a", "b"], n)})
+    n = 900
+    frame = pd.DataFrame({"g": rng.choice(["a", "b", "c"], n)})
     y = rng.integers(0, 3, n)
-    pred = np.where(frame.g == "a", y, rng.integers(0, 3, n))
+    pred = np.where(frame.g == "a", y, np.where(frame.g == "b", rng.integers(0, 3, n), np.minimum(y + 1, 2)))
     result = _run(frame, y, pred, sensitive=("g",), classes=("x", "y", "z"))
-    dpd = _value(result, "bias.demographic_parity_difference", "g").value
-    rates = [[np.mean(pred[frame.g == g] == c) for g in ("a", "b")] for c in range(3)]
-    assert dpd == pytest.approx(max(max(r) - min(r) for r in rates))
+    sf = frame["g"]
+    per_class = lambda f: [f((y == c).astype(int), (pred == c).astype(int), sensitive_features=sf) for c in range(3)]
+    expected = {"demographic_parity_difference": max(per_class(demographic_parity_difference)),
+                "demographic_parity_ratio": min(per_class(demographic_parity_ratio)),
+                "equalized_odds_difference": max(per_class(equalized_odds_difference)),
+                "equal_opportunity_difference": max(per_class(equal_opportunity_difference)),
+                "accuracy_difference": MetricFrame(metrics=accuracy_score, y_true=y, y_pred=pred,
+                                                   sensitive_features=sf).difference()}
+    for d, want in expected.items():
+        assert _value(result, f"bias.{d}", "g").value == pytest.approx(want, abs=1e-12), d
+    rates = {(m.group["value"], m.details["class"]): m.value for m in result.measurements
+             if m.metric == "bias.group_selection_rate" and m.model == "adapted"}
+    for g_ in ("a", "b", "c"):
+        for c in range(3):
+            assert rates[(g_, c)] == pytest.approx(np.mean(pred[frame.g == g_] == c))
+    tpr = {m.group["value"]: m.value for m in result.measurements if m.metric == "bias.group_tpr" and m.model == "adapted"}
+    assert tpr["c"] == pytest.approx(np.mean(pred[(frame.g == "c") & (y == 2)] == 2))     # the last class
     assert any("one-vs-rest" in note for note in result.notes)
+
+
+def test_every_group_gets_every_record_and_a_tiny_all_wrong_group_never_passes():
+    """The issue's case: a 5-row group whose every prediction is wrong slipped through every per-group rule."""
+    from transfer_audit.gate import gate
+    from transfer_audit.policy import parse_policy_data
+
+    frame, y, pred = _adult_like(400, seed=3)
+    frame.loc[:4, "race"] = "Tiny"
+    y[:5] = [1, 1, 0, 0, 1]
+    pred[:5] = 1 - y[:5]
+    stats = StatsConfig(n_boot=200, min_group_n=30, min_pos=10, min_neg=10)
+    result = _run(frame, y, pred, sensitive=("race",), stats=stats)
+    for metric in ("bias.group_selection_rate", "bias.group_accuracy", "bias.group_tpr", "bias.group_fpr"):
+        for role in ("adapted", "base_probe", "no_transfer"):
+            groups = {m.group["value"]: m for m in result.measurements if m.metric == metric and m.model == role}
+            assert set(groups) == {"White", "Black", "Asian", "Tiny"}, (metric, role)
+            tiny = groups["Tiny"]
+            assert tiny.status is Status.INSUFFICIENT_DATA and tiny.value is None
+            assert tiny.details["missing_rows"]["Tiny"] >= 25
+    intro = [m for m in result.measurements if m.metric == "bias.introduced"]
+    assert intro and all("Tiny" in m.details["insufficient_groups"] for m in intro)
+    rules = [{"id": "acc", "metric": "bias.group_accuracy", "min": 0.0},
+             {"id": "tpr", "metric": "bias.group_tpr", "min": 0.0},
+             {"id": "fpr", "metric": "bias.group_fpr", "max": 1.0},
+             {"id": "intro", "metric": "bias.introduced", "max": 1.0}]
+    decision = gate(result.measurements, {"bias"}, parse_policy_data({"rules": rules}, "p.yaml"))
+    for rule_id in ("acc", "tpr", "fpr", "intro"):
+        statuses = {o.status for o in decision.outcomes if o.rule.id == rule_id}
+        assert Status.INCONCLUSIVE in statuses, rule_id                  # even the loosest bound cannot pass
+    tiny_outcomes = [o for o in decision.outcomes if (o.group or {}).get("value") == "Tiny"]
+    assert tiny_outcomes and all(o.status is Status.INCONCLUSIVE and "25 more rows of Tiny" in o.to_decide["text"]
+                                 for o in tiny_outcomes)
+
+
+def test_a_rate_lacking_positives_is_insufficient_while_the_other_rate_is_measured():
+    frame, y, pred = _adult_like(600, seed=4)
+    black = (frame.race == "Black").to_numpy()
+    y[black] = 0
+    y[np.flatnonzero(black)[:3]] = 1                       # 3 positives: TPR cannot be judged, FPR can
+    stats = StatsConfig(n_boot=200, min_group_n=30, min_pos=10, min_neg=10)
+    result = _run(frame, y, pred, sensitive=("race",), stats=stats)
+    rec = lambda metric: next(m for m in result.measurements if m.metric == metric and m.model == "adapted"
+                              and m.group == {"feature": "race", "value": "Black"})
+    assert rec("bias.group_tpr").status is Status.INSUFFICIENT_DATA and rec("bias.group_tpr").n == 3
+    assert "need 10" in rec("bias.group_tpr").details["reason"]
+    assert rec("bias.group_fpr").status is Status.MEASURED and rec("bias.group_accuracy").status is Status.MEASURED
+    assert "Black" in _value(result, "bias.equal_opportunity_difference", "race").details["insufficient_groups"]
+    assert "insufficient_groups" not in (_value(result, "bias.demographic_parity_difference", "race").details or {})
+
+
+def test_corrected_interval_of_two_groups_is_agresti_caffo():
+    """Two groups: the upper end is the Agresti-Caffo 95% bound of |p1 - p2|, the lower end its bound at the
+    Bonferroni level over the two directions (97.5%)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"g": ["a"] * 60 + ["b"] * 240})
+    pred = np.r_[rng.random(60) < 0.5, rng.random(240) < 0.25].astype(int)
+    result = _run(frame, rng.integers(0, 2, 300), pred, sensitive=("g",), stats=StatsConfig(n_boot=200))
+    c = _value(result, "bias.demographic_parity_difference", "g").details["corrected"]
+    xa, xb = int(pred[:60].sum()), int(pred[60:].sum())
+    _, hi = confint_proportions_2indep(xa, 60, xb, 240, method="agresti-caffo", alpha=0.05)
+    lo, _ = confint_proportions_2indep(xa, 60, xb, 240, method="agresti-caffo", alpha=0.025)
+    assert xa / 60 > xb / 240 and c["ci"][1] == pytest.approx(hi, abs=1e-9) and c["ci"][0] == pytest.approx(lo, abs=1e-9)
+    assert c["ci"][0] <= c["value"] <= c["ci"][1]
 
 
 def test_decomposition_is_paired_difference_of_roles():

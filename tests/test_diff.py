@@ -122,12 +122,12 @@ def test_markdown_is_one_table_changed_rules_first():
     assert len(found) == 1
     header, *rows = found[0]
     assert header == ["rule", "model", "group", "pass", "fail", "change"]
-    assert [r[0] for r in rows] == ["dp", "nt", "acc", "sens"]            # the two regressions come first
+    assert [r[0] for r in rows] == ["dp", "nt", "acc", "sens", "psi", "cf"]  # the two regressions come first
     assert rows[0][3].startswith("PASS 0.030") and rows[0][4].startswith("FAIL 0.250")
     assert "regressed" in rows[0][5] and rows[2][5] == "unchanged"
     assert all(len(r) == 6 for r in rows)
     html = MarkdownIt("commonmark").enable("table").render(md)
-    assert html.count("<table>") == 1 and html.count("<tr>") == 5
+    assert html.count("<table>") == 1 and html.count("<tr>") == 7
 
 
 def test_lineage_renders_as_one_table(capsys):
@@ -151,7 +151,8 @@ def test_hostile_values_do_not_break_the_table(tmp_path):
     found = tables(md)
     assert len(found) == 1
     header, *rows = found[0]
-    assert len(rows) == len(hostile["gate"]["rules"]) + 4 and all(len(r) == len(header) for r in rows)
+    pass_rules = len(json.loads((FIXTURES / "pass.json").read_text())["gate"]["rules"])
+    assert len(rows) == len(hostile["gate"]["rules"]) + pass_rules and all(len(r) == len(header) for r in rows)
     assert any(r[0] == "acc | injected | cells" for r in rows)          # escaped pipes stay inside the cell
     assert "<img" not in MarkdownIt("commonmark").enable("table").render(md)
 

@@ -19,9 +19,37 @@ def test_results_have_every_role_with_cis(tiny_run):
         lo, hi = m["ci"]
         assert lo <= m["value"] <= hi and m["n"] == 200
     assert {c["check"] for c in results["checks"]} == {"performance", "bias", "drift", "transfer", "attribution"}
-    assert results["gate"]["verdict"] in {"PASS", "WARN", "FAIL", "INCONCLUSIVE"}
-    assert all(set(r) >= {"id", "metric", "model", "condition", "value", "ci", "status", "severity"}
-               for r in results["gate"]["rules"])
+    assert all(set(r) >= {"id", "metric", "model", "condition", "value", "ci", "status", "severity", "family_size",
+                          "level", "n_to_decide"} for r in results["gate"]["rules"])
+
+
+def _verdict(rules, allow_inconclusive: bool) -> str:
+    """The verdict from the rule outcomes alone, written independently of gate.py."""
+    live = [r for r in rules if not r.get("waived")]
+    block = [r["status"] for r in live if r["severity"] == "block"]
+    if "FAIL" in block:
+        return "FAIL"
+    if ("INCONCLUSIVE" in block or "ERROR" in block) and not allow_inconclusive:
+        return "INCONCLUSIVE"
+    return "WARN" if any(r["status"] in ("WARN", "INCONCLUSIVE", "ERROR") for r in rules) else "PASS"
+
+
+def test_verdict_follows_the_rules_and_no_pass_lacks_evidence(tiny_run):
+    gate = tiny_run.results["gate"]
+    rules = gate["rules"]
+    assert gate["verdict"] == _verdict(rules, tiny_run.results["policy"]["defaults"]["allow_inconclusive"])
+    assert sum(gate["counts"].values()) == len(rules)
+    for r in rules:
+        if r["status"] == "PASS" and r["decide_on"] == "ci":
+            lo, hi = r["ci"]
+            assert r["bound"] is not None and (hi <= r["bound"] if r["condition"].startswith("<=") else lo >= r["bound"])
+            for point in (r["value"], r.get("measured_value")):
+                if point is not None:
+                    assert point <= r["bound"] if r["condition"].startswith("<=") else point >= r["bound"], r["id"]
+        if r["status"] == "INCONCLUSIVE":
+            assert r["n_to_decide"] and r["n_to_decide"]["text"], r["id"]
+        if r["status"] in ("PASS", "FAIL", "WARN") and r["decide_on"] == "ci":
+            assert r["family_size"] >= 1 and 0.95 <= r["level"] < 1, r["id"]
 
 
 def test_exit_code_matches_verdict(tiny_run):

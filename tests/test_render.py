@@ -132,3 +132,17 @@ def test_diff_names_changed_rules(tmp_path):
     lines = diff_results(FIXTURES / "pass.json", FIXTURES / "fail.json")
     assert lines[0] == "verdict: WARN -> FAIL"
     assert any(l.strip().startswith("regressed dp") for l in lines)
+
+
+def test_every_inconclusive_rule_shows_what_would_decide_it_and_opt_outs_are_listed():
+    from markupsafe import escape
+
+    results = load("inconclusive")
+    html = render_one("report.html", results)
+    attention = html[html.index('id="attention"'):html.index("<details>")]
+    inconclusive = [r for r in results["gate"]["rules"] if r["status"] == "INCONCLUSIVE"]
+    assert inconclusive and all(str(escape(r["n_to_decide"]["text"])) in attention for r in inconclusive)
+    assert "≈ 1,300 more rows would decide this" in attention
+    assert "when_missing: skip" in attention and "<strong>cf</strong>" in attention
+    summary = render_one("summary.md", results)
+    assert "to decide" in summary and "Opted out of missing evidence" in summary

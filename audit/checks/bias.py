@@ -14,10 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import fairness_stats as fs
+from ..fairness_stats import rate_counts
 from ..options import option
 from ..results import MAIN_ROLES, CheckResult, Measurement, ModelRole, Status
-from ..stats import holm, percentile_ci, wilson_ci
-from .common import DISPARITIES, NEEDS_LABELS, confusion_rates, disparities, group_codes
+from ..simultaneous import with_simultaneous
+from ..stats import percentile_ci
+from .bias_groups import GroupCounts, group_records
+from .common import DISPARITIES, NEEDS_LABELS, group_codes
 
 NAME = "bias"
 HARM_DIFFERENCES = ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference",
@@ -32,118 +36,153 @@ class BiasConfig:
     split: str = option("current", "split the groups are measured on", choices=("current", "reference"))
     intersections: bool = option(True, "also audit pairwise intersections of the sensitive columns (sex x race)")
     counterfactual: bool = option(True, "run counterfactual identity swaps (needs the models)")
-    counterfactual_samples: int = option(100, "swapped rows per axis at most", lo=10, hi=100000)
+    # 0 flips in 200 rows decides a 5% bound at the Bonferroni level of 3+ axes; in 100 it never can
+    counterfactual_samples: int = option(200, "swapped rows per axis at most", lo=10, hi=100000)
 
 
-def _two_prop_p(x1, n1, x2, n2) -> float:
-    from scipy.stats import norm
+# ---- disparities of one feature: plain (fairlearn) and corrected (fairness_stats), vectorised --------------
 
-    if n1 == 0 or n2 == 0:
-        return float("nan")
-    p = (x1 + x2) / (n1 + n2)
-    se = np.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 1.0
-    return float(2 * norm.sf(abs(x1 / n1 - x2 / n2) / se))
+# TPR/FPR-based disparities compare groups with enough positives and negatives (as the slices check does).
+MASK_OF = {d: "labelled" for d in NEEDS_LABELS}
+CORRECTION = "pairwise gaps of smoothed rates (small-group corrected); point: bootstrap bias-corrected"
+CHANGE_METHOD = ("lower: corrected lower bound of one disparity minus the other's upper bound (alpha/4 each); "
+                 "upper: paired bound of the largest change of a pairwise gap; point: bootstrap bias-corrected")
+
+
+def disparity_stats(conf: np.ndarray, boot: np.ndarray, classes, masks: dict, level: float,
+                    which=DISPARITIES) -> dict:
+    """Every disparity for counts (..., G, K, K) and their resamples (..., B, G, K, K); any leading axes.
+
+    {disparity: {value, samples, lo, hi, corrected, pair_lo, pair_hi}}: value is fairlearn's max - min (or
+    min / max) over the groups in the disparity's mask, [lo, hi] the corrected interval it is decided on.
+    """
+    counts, resampled = rate_counts(conf, classes), rate_counts(boot, classes)
+    out = {}
+    for d in which:
+        mask = np.asarray(masks[MASK_OF.get(d, "big")], bool)
+        ratio = d in fs.RATIOS
+        x, n, valid = fs.stacked(counts, d, mask)
+        point = fs.plain(x, n, valid, ratio)
+        samples = fs.plain(*fs.stacked(resampled, d, mask[..., None, :]), ratio)
+        iv = fs.pairwise_interval(x, n, valid, level, ratio)
+        out[d] = {"value": point, "samples": samples, "lo": iv["lo"], "hi": iv["hi"], "pair_lo": iv["pair_lo"],
+                  "pair_hi": iv["pair_hi"], "corrected": fs.bias_corrected(point, samples, iv["lo"], iv["hi"])}
+    return out
+
+
+def disparity_record(role: str, d: str, st: dict, counts: GroupCounts, masks: dict, feature: str, n: int,
+                     level: float) -> Measurement:
+    """One disparity's measurement from its disparity_stats entry (scalars: one data set)."""
+    kind = MASK_OF.get(d, "big")
+    mask = masks[kind]
+    short = counts.short_groups(mask, kind)
+    grp = {"feature": feature}
+    if mask.sum() < 2:
+        need = f"at least {counts.stats.min_group_n} rows" + (" and enough positives/negatives" if kind != "big" else "")
+        return Measurement(NAME, f"bias.{d}", role, None, None, n, Status.INSUFFICIENT_DATA, grp,
+                           {"reason": f"fewer than 2 groups with {need}", "insufficient_groups": list(short),
+                            "missing_rows": short})
+    if not np.isfinite(st["value"]):
+        # e.g. a ratio of selection rates when no group has a positive prediction: undefined, not a number
+        return Measurement(NAME, f"bias.{d}", role, None, None, n, Status.INSUFFICIENT_DATA, grp,
+                           {"reason": "undefined on these predictions (0/0)", "groups_compared": int(mask.sum())})
+    name_n = lambda pair: {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+    details = {"groups_compared": int(mask.sum()),
+               "corrected": {"value": float(st["corrected"]), "ci": [float(st["lo"]), float(st["hi"])],
+                             "method": CORRECTION},
+               "rows": {"lower": name_n(st["pair_lo"]), "upper": name_n(st["pair_hi"])}}
+    if short:
+        details.update(insufficient_groups=list(short), missing_rows=short)
+    return Measurement(NAME, f"bias.{d}", role, float(st["value"]), percentile_ci(st["samples"], level), n,
+                       Status.MEASURED, grp, details)
+
+
+def feature_counts(y, codes, names, k: int, classes, stats) -> GroupCounts:
+    g = len(names)
+    true_counts = np.stack([np.bincount(codes[y == c], minlength=g) for c in range(k)], -1)
+    return GroupCounts(list(names), np.bincount(codes, minlength=g), true_counts[:, classes], list(classes), stats)
 
 
 def audit_feature(y, preds: dict, codes, names, k: int, classes, cells, stats, feature: str):
-    """Measurements for one sensitive feature (or intersection) across model roles."""
+    """(measurement, interval_at) pairs for one sensitive feature (or intersection) across model roles."""
     g = len(names)
-    n_g = np.bincount(codes, minlength=g)
-    true_counts = np.stack([np.bincount(codes[y == c], minlength=g) for c in range(k)], -1)
-    big = n_g >= stats.min_group_n
-    # TPR/FPR need positives and negatives in the group: at least the policy's minimum, and never zero.
-    labelled = big & (true_counts[:, classes].min(-1) >= max(stats.min_pos, 1)) & \
-        ((n_g[:, None] - true_counts[:, classes]).min(-1) >= max(stats.min_neg, 1))
-    small = [names[i] for i in range(g) if not big[i]]
+    counts = feature_counts(y, codes, names, k, classes, stats)
+    masks = counts.masks()
     out, samples = [], {}
     for role, pred in preds.items():
         codes_full = (codes * k + y) * k + pred
         conf = np.bincount(codes_full, minlength=g * k * k).reshape(g, k, k)
         boot = cells.counts_of(codes_full, g * k * k).reshape(-1, g, k, k)
-        point, dist = disparities(conf, classes, big, labelled), disparities(boot, classes, big, labelled)
-        samples[role] = dist
-        rates = confusion_rates(conf, classes)
+        st = disparity_stats(conf, boot, classes, masks, stats.ci_level)
+        samples[role] = {d: st[d]["samples"] for d in DISPARITIES}
         for d in DISPARITIES:
-            mask = labelled if d in NEEDS_LABELS else big
-            if mask.sum() < 2:
-                out.append(Measurement(NAME, f"bias.{d}", role, None, None, int(y.size), Status.INSUFFICIENT_DATA,
-                                       {"feature": feature}, {"reason": f"fewer than 2 groups with at least "
-                                                              f"{stats.min_group_n} rows" + (" and enough positives/negatives" if d in NEEDS_LABELS else ""),
-                                                              "insufficient_groups": [names[i] for i in range(g) if not mask[i]]}))
-                continue
-            left_out = [names[i] for i in range(g) if not mask[i]]
-            if not np.isfinite(point[d]):
-                # e.g. a ratio of selection rates when no group has a positive prediction: undefined, not a number
-                out.append(Measurement(NAME, f"bias.{d}", role, None, None, int(y.size), Status.INSUFFICIENT_DATA,
-                                       {"feature": feature}, {"reason": "undefined on these predictions (0/0)",
-                                                              "groups_compared": int(mask.sum())}))
-                continue
-            out.append(Measurement(NAME, f"bias.{d}", role, float(point[d]), percentile_ci(dist[d], stats.ci_level),
-                                   int(y.size), Status.MEASURED, {"feature": feature},
-                                   {"groups_compared": int(mask.sum()), "insufficient_groups": left_out} if left_out
-                                   else {"groups_compared": int(mask.sum())}))
-        out.extend(_group_records(role, rates, conf, n_g, true_counts, classes, names, big, labelled, feature, stats))
+            out.append((disparity_record(role, d, st[d], counts, masks, feature, int(y.size), stats.ci_level), None))
+        out.extend(group_records(role, conf, counts, feature, stats.ci_level))
+    small = [names[i] for i in range(g) if not masks["big"][i]]
+    records = [m for m, _ in out if m.group and "value" not in m.group]
+    out.extend(decomposition(y, preds, codes, counts, masks, samples, records, feature, k, classes, stats))
     return out, samples, small
 
 
-def _group_records(role, rates, conf, n_g, true_counts, classes, names, big, labelled, feature, stats):
-    out = []
-    c = classes[-1]      # binary: the positive class; multiclass: reported per class below
-    sel_x = conf[:, :, c].sum(-1)
-    p_raw = [_two_prop_p(sel_x[i], n_g[i], sel_x.sum() - sel_x[i], n_g.sum() - n_g[i]) for i in range(len(names))]
-    p_adj = holm(p_raw)
-    for i, name in enumerate(names):
-        grp = {"feature": feature, "value": name}
-        n = int(n_g[i])
-        if not big[i]:
-            out.append(Measurement(NAME, "bias.group_selection_rate", role, None, None, n, Status.INSUFFICIENT_DATA,
-                                   grp, {"reason": f"n={n} < min_group_n={stats.min_group_n}"}))
-            continue
-        for ci_, cls in enumerate(classes):
-            x = int(conf[i, :, cls].sum())
-            det = {"p_vs_rest": p_raw[i], "p_holm": p_adj[i]} if cls == c else {}
-            if len(classes) > 1:
-                det["class"] = int(cls)
-            out.append(Measurement(NAME, "bias.group_selection_rate", role, x / n, wilson_ci(x, n, stats.ci_level),
-                                   n, Status.MEASURED, grp, det or None))
-        correct = int(np.trace(conf[i]))
-        out.append(Measurement(NAME, "bias.group_accuracy", role, correct / n, wilson_ci(correct, n, stats.ci_level),
-                               n, Status.MEASURED, grp))
-        pos, neg = int(true_counts[i, c]), n - int(true_counts[i, c])
-        if not labelled[i]:
-            out.append(Measurement(NAME, "bias.group_tpr", role, None, None, n, Status.INSUFFICIENT_DATA, grp,
-                                   {"reason": f"{pos} positives / {neg} negatives; need {stats.min_pos} / {stats.min_neg}"}))
-            continue
-        tp = int(conf[i, c, c])
-        fp = int(conf[i, :, c].sum()) - tp
-        out.append(Measurement(NAME, "bias.group_tpr", role, tp / pos, wilson_ci(tp, pos, stats.ci_level), pos,
-                               Status.MEASURED, grp))
-        out.append(Measurement(NAME, "bias.group_fpr", role, fp / neg, wilson_ci(fp, neg, stats.ci_level), neg,
-                               Status.MEASURED, grp))
-    return out
+def decomposition(y, preds: dict, codes, counts: GroupCounts, masks: dict, samples: dict, records: list, feature: str,
+                  k: int, classes, stats):
+    """inherited = B(M1) - B(M0), introduced = B(M2) - B(M1), on the same rows (descriptive, not causal).
 
-
-def decomposition(samples: dict, points: dict, n: int, feature: str, stats) -> list[Measurement]:
-    """inherited = B(M1) - B(M0), introduced = B(M2) - B(M1), on the same resamples (descriptive, not causal)."""
+    Decided on fs.disparity_change_interval: the plain difference of two max - min disparities inherits their
+    small-group bias, which need not cancel (a fair model's noise inflates its disparity more than an unfair
+    model's), so a bootstrap interval of the difference can pass a real increase."""
+    by = {(m.model, m.metric.split(".", 1)[1]): m for m in records}
+    g, n = len(counts.names), int(y.size)
     out = []
-    pairs = (("bias.inherited", ModelRole.BASE_PROBE.value, ModelRole.NO_TRANSFER.value),
-             ("bias.introduced", ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value))
-    for metric, a, b in pairs:
-        if a not in samples or b not in samples:
+    for metric, a, b in (("bias.inherited", ModelRole.BASE_PROBE.value, ModelRole.NO_TRANSFER.value),
+                         ("bias.introduced", ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value)):
+        if a not in preds or b not in preds:
             continue
+        conf = {r: np.bincount((codes * k + y) * k + preds[r], minlength=g * k * k).reshape(g, k, k) for r in (a, b)}
+        paired = fs.paired_counts(y, preds[a], preds[b], codes, g, classes)
         for d in HARM_DIFFERENCES:
-            pa, pb = points.get((a, d)), points.get((b, d))
+            ma, mb = by.get((a, d)), by.get((b, d))
             grp = {"feature": feature, "disparity": d}
-            if pa is None or pb is None:
-                out.append(Measurement(NAME, metric, a, None, None, n, Status.INSUFFICIENT_DATA, grp,
-                                       {"reason": "a disparity it needs could not be measured"}))
+            short = dict((ma.details or {}).get("missing_rows") or {}) if ma is not None else {}
+            if ma is None or mb is None or ma.value is None or mb.value is None:
+                out.append((Measurement(NAME, metric, a, None, None, n, Status.INSUFFICIENT_DATA, grp,
+                                        {"reason": "a disparity it needs could not be measured",
+                                         "insufficient_groups": list(short), "missing_rows": short}), None))
                 continue
+            mask = np.asarray(masks[MASK_OF.get(d, "big")], bool)
+            side = {r: fs.stacked(rate_counts(conf[r], classes), d, mask) for r in (a, b)}
+            only_a, only_b, trials = (np.concatenate([paired[src][i] for src in fs.sources(d)], -1) for i in range(3))
+            interval = lambda level, sa=side[a], sb=side[b], p=(only_a, only_b, trials, side[a][2]): \
+                fs.disparity_change_interval(sa, sb, p, level)
             diff = samples[a][d] - samples[b][d]
-            out.append(Measurement(NAME, metric, a, pa - pb, percentile_ci(diff, stats.ci_level), n, Status.MEASURED,
-                                   grp, {"reading": "descriptive, not causal", "minus": b}))
+            point = ma.value - mb.value
+            iv = interval(stats.ci_level)
+            name_n = lambda pair: {counts.names[int(i)]: int(counts.n[int(i)]) for i in pair}
+            details = {"reading": "descriptive, not causal", "minus": b,
+                       "corrected": {"value": float(fs.bias_corrected(point, diff, iv["lo"], iv["hi"])),
+                                     "ci": [float(iv["lo"]), float(iv["hi"])], "method": CHANGE_METHOD},
+                       "rows": {"lower": name_n(iv["pair_lo"]), "upper": name_n(iv["pair_hi"])}}
+            if short:
+                details.update(insufficient_groups=list(short), missing_rows=short)
+            out.append((Measurement(NAME, metric, a, point, percentile_ci(diff, stats.ci_level), n, Status.MEASURED,
+                                    grp, details),
+                        lambda level, interval=interval: _ends(interval(level))))
     return out
+
+
+def _ends(iv: dict) -> tuple[float, float]:
+    return float(iv["lo"]), float(iv["hi"])
+
+
+NO_SENSITIVE = "no sensitive column declared (data.sensitive): bias rules cannot be decided"
+METHOD_NOTE = ("Disparities are decided on a small-group-corrected interval, not on the plain max - min, which "
+               "small groups bias upward (Lum et al. 2022): pairwise gaps of smoothed rates (x+1)/(n+2), the "
+               "upper end per pair (intersection-union), the lower end Bonferroni-adjusted over every pair; ratios "
+               "on log smoothed rates. 'corrected' shows that interval and the bootstrap bias-corrected estimate "
+               "next to the plain one. Per-group rates use Wilson intervals at the Bonferroni level of their "
+               "feature's family of groups ('simultaneous'). bias.inherited / bias.introduced are decided on an "
+               "interval of the change: paired per group for the upper end, corrected bounds of each disparity for "
+               "the lower.")
 
 
 def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
@@ -151,7 +190,7 @@ def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     if not ds.sensitive:
         from ..results import skipped
 
-        return skipped(NAME, "the spec declares no sensitive columns (data.sensitive)")
+        return skipped(NAME, NO_SENSITIVE)
     split = ds.splits[config.split]
     y = split.y
     k = ds.n_classes
@@ -161,34 +200,35 @@ def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     features = [(f,) for f in ds.sensitive]
     if config.intersections and len(ds.sensitive) > 1:
         features += [(a, b) for i, a in enumerate(ds.sensitive) for b in ds.sensitive[i + 1:]]
-    out, notes, small_all = [], [], {}
+    items, notes, small_all = [], [], {}
     for cols in features:
         feature = " x ".join(cols)
         codes, names = group_codes(split.frame, cols)
-        ms, samples, small = audit_feature(y, preds, codes, names, k, classes, cells, stats, feature)
-        out.extend(ms)
-        points = {(m.model, m.metric.split(".", 1)[1]): m.value for m in ms if m.group and "value" not in m.group
-                  and m.value is not None}
-        out.extend(decomposition(samples, points, int(y.size), feature, stats))
+        pairs, _, small = audit_feature(y, preds, codes, names, k, classes, cells, stats, feature)
+        items.extend(pairs)
         if small:
             small_all[feature] = small
     for feature, names in small_all.items():
-        notes.append(f"{feature}: groups below min_group_n={stats.min_group_n} are INSUFFICIENT_DATA and left out "
-                     f"of the disparities: {', '.join(names)}.")
+        notes.append(f"{feature}: groups below min_group_n={stats.min_group_n} are INSUFFICIENT_DATA (each listed "
+                     f"with the rows it lacks) and left out of the disparities: {', '.join(names)}.")
+    notes.append(METHOD_NOTE)
     notes.append("bias.inherited / bias.introduced are descriptive differences between model roles on the same "
                  "bootstrap resamples, not causal effects.")
     if k > 2:
         notes.append("Multiclass: each class is treated one-vs-rest; the worst class is reported.")
     tables = {}
     forward_rows = 0
-    if config.counterfactual and models is not None:
-        from .counterfactual import counterfactual_measurements
+    from .counterfactual import counterfactual_measurements, not_measured
 
+    if config.counterfactual and models is not None:
         cf, cf_table, cf_notes, forward_rows = counterfactual_measurements(evidence, models, config, stats)
-        out.extend(cf)
+        items.extend(cf)
         notes.extend(cf_notes)
         if cf_table:
             tables["counterfactual_examples"] = cf_table
+    else:
+        items.extend(not_measured("the counterfactual test was not run (bias.counterfactual: false, or no models)"))
+    out = with_simultaneous(items, stats.ci_level)
     tables["disparities"] = _disparity_table(out)
     return CheckResult(NAME, Status.MEASURED, tuple(out), tables=tables, notes=tuple(notes),
                        cost={"forward_rows": forward_rows})
@@ -198,7 +238,10 @@ def _disparity_table(ms) -> dict:
     rows = []
     for m in ms:
         if m.metric in (f"bias.{d}" for d in DISPARITIES):
-            rows.append([m.group["feature"], m.metric.split(".", 1)[1], m.model, m.value,
-                         None if m.ci is None else f"[{m.ci[0]:.3f}, {m.ci[1]:.3f}]", m.status.value])
+            c = (m.details or {}).get("corrected") or {}
+            span = lambda ci: None if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+            rows.append([m.group["feature"], m.metric.split(".", 1)[1], m.model, m.value, span(m.ci),
+                         c.get("value"), span(c.get("ci")), m.status.value])
     return {"title": "Disparities by sensitive feature and model role", "columns":
-            ["feature", "disparity", "model", "value", "95% CI", "status"], "rows": rows}
+            ["feature", "disparity", "model", "plain value", "plain CI", "corrected value", "corrected CI (decides)",
+             "status"], "rows": rows}

@@ -36,17 +36,37 @@ ADVICE = {
               "the top slices, check their share and labels in the fine-tuning data, and consider the base probe "
               "or the control for them.",
 }
+MISSING_ADVICE = "Provide the missing evidence (run the check, declare the sensitive columns, enable the " \
+                 "counterfactual test), or opt the rule out with when_missing: skip and say why in the policy."
 INSUFFICIENT_ADVICE = "Too few examples to judge: collect more data for the groups listed, or lower min_group_n " \
                       "in the policy with a documented reason."
 
 
 def advice_for(rule: dict) -> str:
     reason = rule.get("reason") or ""
+    if rule["status"] == "INCONCLUSIVE" and reason.startswith("missing evidence"):
+        return MISSING_ADVICE
     if rule["status"] == "INCONCLUSIVE" and ("insufficient" in reason or "too small" in reason):
         return INSUFFICIENT_ADVICE
     metric = rule["metric"]
     best = max((k for k in ADVICE if metric.startswith(k)), key=len, default=None)
     return ADVICE.get(best, "Review the measurement and its confidence interval.")
+
+
+def to_decide_text(rule: dict) -> str:
+    """What would decide an INCONCLUSIVE rule (the gate's rows estimate, or what evidence is missing)."""
+    to = rule.get("n_to_decide") or {}
+    return to.get("text") or ("n/a" if rule["status"] != "INCONCLUSIVE" else "no estimate recorded")
+
+
+def interval_label(rule: dict) -> str:
+    """'98.3% simultaneous, family of 3' where the rule decided a family; '95%' otherwise; '' with no interval."""
+    level, size = rule.get("level"), rule.get("family_size") or 1
+    if level is None or not rule.get("ci"):
+        return ""
+    pct = f"{100 * level:.3g}%"
+    label = f"{pct} simultaneous, family of {size}" if size > 1 else pct
+    return f"{label}, bias-corrected" if rule.get("basis") == "bias-corrected" else label
 
 
 def _chart(rows, bound=None):
@@ -78,7 +98,9 @@ def _chart(rows, bound=None):
 def build_context(results: dict, timings: dict | None = None) -> dict:
     gate = results["gate"]
     rules = gate["rules"]
-    needing = [dict(r, advice=advice_for(r)) for r in attention(rules)]
+    needing = [dict(r, advice=advice_for(r), to_decide=to_decide_text(r), interval=interval_label(r))
+               for r in attention(rules)]
+    opted_out = [r for r in rules if r["status"] == "SKIPPED" and r.get("when_missing") == "skip"]
     headline = {}
     for r in needing:
         if is_blocking(r):
@@ -108,5 +130,6 @@ def build_context(results: dict, timings: dict | None = None) -> dict:
                          "notes": check.get("notes") or [], "metrics": blocks, "tables": tables})
     return {"results": results, "audit": results["audit"], "models": results["models"], "data": results["data"],
             "policy": results["policy"], "verdict": gate["verdict"], "counts": gate.get("counts", {}),
-            "rules": rules, "attention": needing, "headline": list(headline.values()), "sections": sections, "role_labels": ROLE_LABELS,
+            "rules": rules, "attention": needing, "opted_out": opted_out, "headline": list(headline.values()),
+            "sections": sections, "role_labels": ROLE_LABELS,
             "timings": timings or {}, "tool": results["tool"]}
