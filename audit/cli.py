@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--gate", action="store_true", help="once verified, exit with the attested verdict's code "
                                                       "(0 pass or warn, 1 fail, 4 inconclusive), as `run` did")
     kg = sub.add_parser("keygen", help="write a signing key pair: PREFIX.key (mode 0600) and PREFIX.pub")
-    kg.add_argument("--out", default="transfer-audit", metavar="PREFIX", help="file name prefix (default: transfer-audit)")
+    kg.add_argument("--out", default="transfer-audit", metavar="PREFIX",
+                    help="file name prefix (default: transfer-audit)")
     kg.add_argument("--type", default="ed25519", choices=["ed25519", "ecdsa-p256"], help="key type (default: ed25519)")
     df = sub.add_parser("diff", help="how rule outcomes changed across audits (OLD NEW, or a lineage OLD V1 V2 ...)",
                         description="Compare audits in order. Exit codes: 0, or 1 with --fail-on regression when a "
@@ -229,7 +230,8 @@ def _cmd_verify(args) -> int:
     print(f"verified: {args.run_dir}: outputs match the manifest and the attestation; {signed}; "
           f"attested verdict {v.verdict}")
     if args.gate:
-        return int({"FAIL": ExitCode.POLICY_FAILED, "INCONCLUSIVE": ExitCode.INCONCLUSIVE}.get(v.verdict, ExitCode.PASS))
+        codes = {"FAIL": ExitCode.POLICY_FAILED, "INCONCLUSIVE": ExitCode.INCONCLUSIVE}
+        return int(codes.get(v.verdict, ExitCode.PASS))
     return 0
 
 

@@ -183,16 +183,19 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality, frames=Non
             values = frames[name][col]
             if values.isna().any():
                 row = int(np.flatnonzero(values.isna().to_numpy())[0])
-                raise InputError(f"{spec_file}: data.sensitive column {col!r} is missing at row {row} of {source_label(data.splits()[name])}. "
+                raise InputError(f"{spec_file}: data.sensitive column {col!r} is missing at row {row} of "
+                                 f"{source_label(data.splits()[name])}. "
                                  "Fill it (e.g. 'unknown') so the row is counted in a group.")
             if values.nunique() < 2:
                 raise InputError(f"{spec_file}: data.sensitive column {col!r} has a single group "
-                                 f"{str(values.iloc[0])!r} in {source_label(data.splits()[name])}; the other groups are empty there, so "
+                                 f"{str(values.iloc[0])!r} in {source_label(data.splits()[name])}; the other groups "
+                                 "are empty there, so "
                                  "no comparison is possible. Sample a split that contains them.")
     train_labels = _labels(frames["train"], data.label, data.train, spec_file)
     classes = sorted(set(train_labels))
     if len(classes) < 2:
-        raise InputError(f"{spec_file}: {source_label(data.train)} has a single label value {classes!r} in {data.label!r}; "
+        raise InputError(f"{spec_file}: {source_label(data.train)} has a single label value {classes!r} in "
+                         f"{data.label!r}; "
                          "a classifier needs at least two.")
     positive = None
     if data.positive_label is not None:

@@ -1,6 +1,7 @@
 """Hashing and crash-safe writes: every output goes to a temp file in the same folder, then os.replace."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -77,10 +78,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return path
 

@@ -2,6 +2,7 @@
 last: the commit marker)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import sys
@@ -30,10 +31,8 @@ def tool_version() -> str:
 def library_versions() -> dict:
     out = {"python": platform.python_version()}
     for name in LIBRARIES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -85,10 +84,12 @@ def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_
                   "checks": list(spec.checks)},
         "models": models,
         "data": data,
-        "policy": {"name": policy.name, "sha256": policy.sha256, "source": Path(policy.source).name if policy.source else None,
+        "policy": {"name": policy.name, "sha256": policy.sha256,
+                   "source": Path(policy.source).name if policy.source else None,
                    "defaults": {k: getattr(policy.defaults, k) for k in policy.defaults.__dataclass_fields__},
                    "waivers": waiver_records(policy, decision, today or dt.date.today())},
-        "evidence": {"forward_rows": evidence.info.get("forward_rows", {}), "max_length": evidence.info.get("max_length"),
+        "evidence": {"forward_rows": evidence.info.get("forward_rows", {}),
+                     "max_length": evidence.info.get("max_length"),
                      "counterfactual_forward_rows": sum(r.cost.get("forward_rows", 0) for r in check_results),
                      "unsafe_input_accepted": loaded.pickle_accepted},
         "checks": [r.to_dict() for r in check_results],

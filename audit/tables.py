@@ -123,7 +123,7 @@ def parse_bytes(raw: bytes, fmt: str, string_columns, where: str, field: str, va
     # Only an empty field is missing in a string column; the other columns keep pandas' usual markers.
     na = {c: ([""] if c in strings else PANDAS_NA) for c in header}
     return pd.read_csv(io.BytesIO(raw), sep=sep, encoding="utf-8", encoding_errors="strict",
-                       dtype={c: str for c in strings}, keep_default_na=False, na_values=na)
+                       dtype=dict.fromkeys(strings, str), keep_default_na=False, na_values=na)
 
 
 def read_local(path: Path, string_columns, where: str, field: str):
@@ -136,7 +136,7 @@ def read_local(path: Path, string_columns, where: str, field: str):
             return read_hf_folder(path, None, where, field)
         if kind == "parquet_dir":
             return pd.read_parquet(path)
-        raise _fail(where, field, str(path), f"the folder holds no Parquet files and is not a Hugging Face datasets "
+        raise _fail(where, field, str(path), "the folder holds no Parquet files and is not a Hugging Face datasets "
                                              "folder")
     found = file_format(path.name)
     if found is None:
@@ -227,7 +227,7 @@ def _hub_snapshot(repo_id: str, revision: str | None, cache: Path, where: str, f
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    from .models.safety import check_link, cache_blobs
+    from .models.safety import cache_blobs, check_link
 
     try:
         folder = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=str(cache),

@@ -1,7 +1,6 @@
 """`transfer-audit transferability SPEC`: rank candidate base models for a spec's data before fine-tuning."""
 from __future__ import annotations
 
-
 from .data import load_dataset
 from .spec import parse_spec
 from .tasks import modality_for

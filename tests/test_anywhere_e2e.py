@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import minilm_dir
 from hf_cache import COMMIT, add_to_cache
+
 from transfer_audit.cli import main
 
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -110,7 +110,8 @@ spec = {{"name": "api", "task": "tabular-classification",
                  "sensitive": ["sex"], "current": {{"sample": 100}}}},
         "model": {{"base": {str(tiny_bert)!r}, "finetune": {{"epochs": 1, "learning_rate": 1e-3, "max_length": 32}}}},
         "checks": {{"performance": {{}}, "bias": {{"counterfactual": False}}}}}}
-r = ta.run(spec, data={{"train": df[:200], "reference": df[200:300], "current": df[300:]}}, out={str(tmp_path / "runs")!r})
+frames = {{"train": df[:200], "reference": df[200:300], "current": df[300:]}}
+r = ta.run(spec, data=frames, out={str(tmp_path / "runs")!r})
 print(r.verdict)
 assert r.exit_code in (0, 1, 4) and r.report_path.is_file() and r.run_dir.is_dir()
 m = r.measurements
@@ -119,8 +120,8 @@ assert dict(os.environ) == before, "the run left the environment changed"
 res = r.results
 assert res["data"]["current"]["n"] == 100 and res["data"]["train"]["source"] == "dataframe:train"
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env={k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")})
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() in ("PASS", "WARN", "FAIL", "INCONCLUSIVE")
     assert "[transfer-audit]" not in proc.stderr and "fine-tuning" not in proc.stderr   # a library logs, never prints

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from hf_cache import add_to_cache
+
 from transfer_audit.errors import InputError
 from transfer_audit.spec import SplitSource
 
@@ -45,7 +45,8 @@ def _write(folder: Path, name: str) -> Path:
     jsonl = ROWS.to_json(orient="records", lines=True).encode()
     writers = {
         "t.csv": lambda: path.write_bytes(csv), "t.tsv": lambda: path.write_bytes(tsv),
-        "t.csv.gz": lambda: path.write_bytes(gzip.compress(csv)), "t.csv.bz2": lambda: path.write_bytes(bz2.compress(csv)),
+        "t.csv.gz": lambda: path.write_bytes(gzip.compress(csv)),
+        "t.csv.bz2": lambda: path.write_bytes(bz2.compress(csv)),
         "t.tsv.xz": lambda: path.write_bytes(lzma.compress(tsv)), "t.jsonl": lambda: path.write_bytes(jsonl),
         "t.jsonl.gz": lambda: path.write_bytes(gzip.compress(jsonl)), "t.parquet": lambda: ROWS.to_parquet(path),
         "t.csv.zip": lambda: zipfile.ZipFile(path, "w").writestr("t.csv", csv),

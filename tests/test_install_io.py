@@ -106,7 +106,7 @@ def test_junit_survives_control_characters_in_names():
         r["id"] = "rule\x01\x0b\x1b[31m" + r["id"]
         r["reason"] = "a\x00b\ufffe"
         if r.get("group"):
-            r["group"] = {k: "NA\x08" for k in r["group"]}
+            r["group"] = dict.fromkeys(r["group"], "NA\x08")
     hostile["audit"]["name"] = "audit\x0c"
     text = render_one("junit.xml", hostile)
     root = ET.fromstring(text.encode())                 # parseable by CI
@@ -212,7 +212,8 @@ def test_card_names_datasets_without_folders():
 
     results = json.loads((FIXTURES / "results" / "pass.json").read_text())
     results["data"]["train"]["source"] = "hf:org/reviews@main/default/train"
-    results["data"]["reference"] = dict(results["data"]["current"], source="/home/alice/secret-project/data/ref.parquet")
+    leaky = "/home/alice/secret-project/data/ref.parquet"
+    results["data"]["reference"] = dict(results["data"]["current"], source=leaky)
     results["data"]["current"]["source"] = "data/current.csv.gz"
     results["models"]["base"]["hub_id"] = "sentence-transformers/all-MiniLM-L6-v2"
     card = front_matter(results)

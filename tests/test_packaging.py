@@ -16,12 +16,11 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from conftest import make_tiny_bert
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hf_cache import COMMIT, add_to_cache
+
 from transfer_audit.errors import ExitCode, InputError, UnsafeArtifactError
 
 

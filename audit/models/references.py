@@ -116,8 +116,8 @@ def _hub(ref: str, field: str) -> ResolvedModel:
         folder = snapshot_download(repo_id, revision=revision or None, cache_dir=str(cache), local_files_only=True)
     except LocalEntryNotFoundError:
         raise InputError(
-            f"{field}: {ref!r} is neither a folder nor in the local Hugging Face cache ({cache}; set HF_HUB_CACHE or HF_HOME to "
-            f"another). Download it once with `hf download {repo_id}"
+            f"{field}: {ref!r} is neither a folder nor in the local Hugging Face cache ({cache}; set HF_HUB_CACHE or "
+            f"HF_HOME to another). Download it once with `hf download {repo_id}"
             f"{' --revision ' + revision if revision else ''}`; audits never download.") from None
     except HFValidationError as e:
         raise InputError(f"{field}: {ref!r} is not a valid Hub id ({str(e).splitlines()[0]}).") from None

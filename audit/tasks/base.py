@@ -43,7 +43,7 @@ class Attribution:
 class Models:
     """The models of one audit. Handed only to checks that declare `needs_models` (bias, attribution)."""
 
-    modality: "Modality"
+    modality: Modality
     base: object                 # the frozen pre-trained encoder
     adapted: object              # the adapted classifier under audit
     processor: object            # what turns inputs into tensors (a tokenizer, an image processor)
@@ -51,13 +51,13 @@ class Models:
     pickle_accepted: bool = False
     pooling: tuple = ("mean",)   # how the base pools token states (its sentence-transformers config, if any)
 
-    def with_probe(self, probe) -> "Models":
+    def with_probe(self, probe) -> Models:
         return replace(self, probe=probe)
 
     def score(self, inputs, what: str) -> dict:
         """Class probabilities of new inputs (counterfactuals) for the adapted model and the base probe."""
-        from ..results import ModelRole
         from ..evidence import softmax
+        from ..results import ModelRole
 
         adapted = self.modality.forward(self, "adapted", inputs, what=f"{what}: adapted model")
         base = self.modality.forward(self, "base", inputs, what=f"{what}: base model")

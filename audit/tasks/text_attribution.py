@@ -48,7 +48,8 @@ class ProbeClassifier:
 
 def embedding_layer(model):
     """The combined embedding module (word + position + type) of a BERT-like model or probe."""
-    for candidate in (getattr(model, "embeddings", None), getattr(getattr(model, "base_model", None), "embeddings", None)):
+    inner = getattr(model, "base_model", None)
+    for candidate in (getattr(model, "embeddings", None), getattr(inner, "embeddings", None)):
         if candidate is not None:
             return candidate
     raise ValueError("the model has no '.embeddings' module to attribute to")

@@ -66,8 +66,9 @@ def folder_source(root: str | Path, label: str = "label", where: str | None = No
 
 
 def table_source(table: str | Path, path_column: str = PATH_COLUMN, where: str | None = None):
-    """A table (CSV, TSV, Parquet, JSONL, compressed; see tables.py) with an image path column; relative paths resolve against the table's folder
-    and become absolute in the returned frame. Every file must exist (checked now, decoded later)."""
+    """A table (CSV, TSV, Parquet, JSONL, compressed; see tables.py) with an image path column; relative paths resolve
+    against the table's folder and become absolute in the returned frame. Every file must exist (checked now, decoded
+    later)."""
     from ..data import read_file
 
     table = Path(table)
