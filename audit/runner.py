@@ -72,6 +72,7 @@ def _run(spec, policy_path, out, allow_pickle, today, signer, device, frames, po
     from .evidence import build_evidence
     from .fileio import output_folder
     from .outputs import assemble_results, write_outputs
+    from .runtime import resolve_device
     from .tasks import modality_for
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -92,6 +93,7 @@ def _run(spec, policy_path, out, allow_pickle, today, signer, device, frames, po
     output = (output_folder(Path(out).resolve(), "command line", "--out") if out
               else output_folder(spec.output, spec.where, "output"))
     cache_root = output / ".cache"
+    resolve_device(device)      # a device that is not there is a usage error before any data or model is read
     modality = modality_for(spec, device)
     base_dir = spec.source_file.parent if spec.source_file is not None else None
     pause_at("data")

@@ -207,6 +207,23 @@ def test_cpu_device_is_plain_full_precision():
             resolve_device("cuda:0")
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_gpu_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys):
+    """--device cuda where torch sees no GPU: exit 2 with one sentence, before data or models are read."""
+    import transfer_audit.runner as runner
+
+    def too_late(*a, **k):
+        raise AssertionError("data was read before the device was checked")
+
+    monkeypatch.setattr(runner, "load_dataset", too_late)
+    spec = ROOT / "examples" / "adult-income" / "audit.yaml"
+    for device in ("cuda", "cuda:0"):
+        assert main(["run", str(spec), "--device", device, "--out", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err
+        assert f"--device {device}: no CUDA device is available" in err and "Traceback" not in err
+    assert not (tmp_path / "runs" / ".cache").exists()
+
+
 def test_card_names_datasets_without_folders():
     from transfer_audit.render.card import front_matter
 
