@@ -56,40 +56,64 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
     return results
 
 
-def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out: str | Path | None = None,
-              allow_pickle: bool = False, today: dt.date | None = None, signer=None) -> RunOutcome:
-    """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way."""
+def run_audit(spec: str | Path | AuditSpec, policy_path: str | Path | None = None, out: str | Path | None = None,
+              allow_pickle: bool = False, today: dt.date | None = None, signer=None, device: str = "auto",
+              frames: dict | None = None, policy=None) -> RunOutcome:
+    """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way.
+    `spec` is a spec file or a parsed AuditSpec; `frames` the DataFrames of splits a dict spec leaves out;
+    `policy` an already parsed Policy (else policy_path, the spec's policy, or the shipped default); `device` a
+    --device value."""
+    from .runtime import check_device
+
+    check_device(device)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     if policy_path is not None and not Path(policy_path).is_file():
         from .errors import MSG_MISSING_FILE, InputError
 
         raise InputError.make(MSG_MISSING_FILE, where="command line", field="--policy", value=str(policy_path))
-    spec = parse_spec(spec_path)
+    if not isinstance(spec, AuditSpec):
+        spec = parse_spec(spec)
     if allow_pickle:
         from dataclasses import replace
 
         spec = replace(spec, model=replace(spec.model, allow_pickle=True))
-    return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0)
+    return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0, device=device, frames=frames,
+                      policy=policy)
 
 
 def run_parsed(spec: AuditSpec, policy_path=None, out=None, today: dt.date | None = None, signer=None,
-               run_parent: Path | None = None, executor: str = "local", started=None, t0=None) -> RunOutcome:
+               run_parent: Path | None = None, executor: str = "local", started=None, t0=None, device: str = "auto",
+               frames: dict | None = None, policy=None) -> RunOutcome:
     """One audit of a parsed spec (a sweep entry's spec, too). The cache lives under the output folder;
-    run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json."""
+    run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json. The
+    Hugging Face offline switches hold for the run and are restored after it."""
+    from .runtime import offline
+
+    with offline():
+        return _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy)
+
+
+def _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy):
     from .evidence import build_evidence
+    from .fileio import output_folder
     from .outputs import assemble_results, write_outputs
+    from .runtime import resolve_device
     from .tasks import modality_for
 
     started = started or dt.datetime.now(dt.timezone.utc)
     t0 = t0 if t0 is not None else time.perf_counter()
     timings: dict = {"executor": executor}
-    policy = load_policy(Path(policy_path) if policy_path else (spec.policy or default_policy()))
-    output = Path(out).resolve() if out else spec.output
+    if policy is None:
+        policy = load_policy(Path(policy_path) if policy_path else (spec.policy or default_policy()))
+    output = (output_folder(Path(out).resolve(), "command line", "--out") if out
+              else output_folder(spec.output, spec.where, "output"))
     cache_root = output / ".cache"
-    modality = modality_for(spec)
+    resolve_device(device)      # a device that is not there is a usage error before any data or model is read
+    modality = modality_for(spec, device)
+    base_dir = spec.source_file.parent if spec.source_file is not None else None
     pause_at("data")
-    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality)
+    dataset = load_dataset(spec.data, spec.seed, spec.where, modality, frames, base_dir)
     pause_at("models")
     models, model_info = modality.prepare_models(spec, dataset, cache_root, timings)
     stats = policy.defaults.stats
