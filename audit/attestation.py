@@ -71,8 +71,8 @@ def build_predicate(results: dict, model_digest: str, outputs: dict[str, str], i
         "verdict": results["gate"]["verdict"],
         "audit": {"name": results["audit"]["name"], "task": results["audit"]["task"], "seed": results["audit"]["seed"]},
         "baseModel": {"ref": base.get("ref"), "name": base.get("name"), "alg": TREE_ALG, "digest": base.get("sha256")},
-        "adaptedModel": {"ref": adapted.get("ref"), "relation": adapted.get("relation"), "source": adapted.get("source"),
-                         "alg": TREE_ALG, "digest": model_digest},
+        "adaptedModel": {"ref": adapted.get("ref"), "relation": adapted.get("relation"),
+                         "source": adapted.get("source"), "alg": TREE_ALG, "digest": model_digest},
         "data": {name: {"source": d.get("source"), "rows": d["n"], "alg": ROWS_ALG, "digest": d["sha256"]}
                  for name, d in data.items()},
         "policy": {"name": policy.get("name"), "file": policy.get("source"), "sha256": policy.get("sha256")},

@@ -153,7 +153,8 @@ def markdown(lineage: Lineage) -> str:
     def cell(c):
         if c is None:
             return {"status": "-", "value": "", "ci": "", "waived": False}
-        return {"status": c["status"], "value": fmt(c["value"]), "ci": fmt_ci(c.get("ci")), "waived": bool(c.get("waived"))}
+        return {"status": c["status"], "value": fmt(c["value"]), "ci": fmt_ci(c.get("ci")),
+                "waived": bool(c.get("waived"))}
 
     rows = [{"rule": r.rule, "model": r.model, "group": r.group or "all", "cells": [cell(c) for c in r.cells],
              "change": r.change.value, "why": r.why.replace(" -> ", " → ")} for r in lineage.rows]

@@ -87,7 +87,7 @@ class InputError(AuditError):
     exit_code = ExitCode.INPUT_ERROR
 
     @classmethod
-    def make(cls, template: Message, **fields) -> "InputError":
+    def make(cls, template: Message, **fields) -> InputError:
         return cls(template.format(**fields), template)
 
 
@@ -95,7 +95,7 @@ class UnsafeArtifactError(AuditError):
     exit_code = ExitCode.UNSAFE_ARTIFACT
 
     @classmethod
-    def make(cls, template: Message, **fields) -> "UnsafeArtifactError":
+    def make(cls, template: Message, **fields) -> UnsafeArtifactError:
         return cls(template.format(**fields), template)
 
 

@@ -97,7 +97,10 @@ def pairwise_interval(x, n, valid, level: float, ratio: bool) -> dict:
     alpha = 1.0 - level
     z = _z(1.0 - alpha / 2)
     c = _z(1.0 - alpha / (4.0 * np.maximum(pairs, 1)))                  # 2 directions x pairs, alpha/2 in all
-    flat = lambda a: a.reshape(a.shape[:-2] + (-1,))
+
+    def flat(a):
+        return a.reshape(a.shape[:-2] + (-1,))
+
     upper = np.where(flat(ok), flat(gap + z * se), -np.inf)
     lower = np.where(flat(ok), flat(gap) - np.asarray(c)[..., None] * flat(se), -np.inf)
     arg_hi, arg_lo = upper.argmax(-1), lower.argmax(-1)
@@ -105,7 +108,10 @@ def pairwise_interval(x, n, valid, level: float, ratio: bool) -> dict:
     none = pairs == 0
     top, bottom = np.where(none, np.nan, top), np.where(none, np.nan, bottom)
     n_cols = gap.shape[-1]
-    pair_of = lambda arg: np.stack([gi[arg // n_cols], hi_idx[arg // n_cols]], -1)
+
+    def pair_of(arg):
+        return np.stack([gi[arg // n_cols], hi_idx[arg // n_cols]], -1)
+
     if ratio:     # the gap is |log ratio|: the ratio's interval is exp(-gap), ends swapped
         return {"lo": np.exp(-top), "hi": np.exp(-bottom), "pair_lo": pair_of(arg_hi), "pair_hi": pair_of(arg_lo),
                 "pairs": pairs}
@@ -129,7 +135,10 @@ def paired_counts(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, codes: 
             rows = {"selection": np.ones_like(y, bool), "tpr": y == c, "fpr": y != c,
                     "accuracy": np.ones_like(y, bool)}[source]
             ea, eb = (pred_a == y, pred_b == y) if source == "accuracy" else (pred_a == c, pred_b == c)
-            count = lambda mask: np.bincount(codes[rows & mask], minlength=g)
+
+            def count(mask, rows=rows):
+                return np.bincount(codes[rows & mask], minlength=g)
+
             a_only.append(count(ea & ~eb))
             b_only.append(count(eb & ~ea))
             trials.append(count(np.ones_like(y, bool)))

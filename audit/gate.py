@@ -7,8 +7,8 @@ intervals, and a point estimate past the bound never passes (policies/README.md)
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 from .errors import ExitCode
 from .policy import Condition, DecideOn, Mode, OnInsufficient, Op, Policy, Rule, Severity, WhenMissing

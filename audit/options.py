@@ -15,7 +15,7 @@ import re
 import types
 import typing
 from enum import Enum
-from functools import lru_cache
+from functools import cache
 
 _MISSING = dataclasses.MISSING
 
@@ -28,7 +28,7 @@ def option(default, doc: str, *, lo=None, hi=None, choices=None):
     return dataclasses.field(default=default, metadata=meta)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _declared(cls) -> tuple:
     hints = typing.get_type_hints(cls)
     return tuple((f, hints[f.name]) for f in dataclasses.fields(cls) if f.init and "doc" in f.metadata)

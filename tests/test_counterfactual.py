@@ -170,5 +170,6 @@ def test_free_text_without_a_sensitive_column_reports_flip_rates(tiny_bert, tmp_
     # what is missing, so the run cannot PASS on the flip rates alone.
     rules = {r["id"]: r for r in outcome.results["gate"]["rules"]}
     for rule_id in ("bias-demographic-parity", "bias-equalized-odds"):
-        assert rules[rule_id]["status"] == "INCONCLUSIVE" and "data.sensitive" in rules[rule_id]["reason"], rules[rule_id]
+        rule = rules[rule_id]
+        assert rule["status"] == "INCONCLUSIVE" and "data.sensitive" in rule["reason"], rule
     assert outcome.results["gate"]["verdict"] != "PASS"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
+
 from transfer_audit.cli import main
 from transfer_audit.diff import Change, Tolerance, compare, markdown, step
 

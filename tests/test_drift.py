@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_evidence
 
 from transfer_audit.checks import drift
 from transfer_audit.checks.base import StatsConfig
 from transfer_audit.drift_stats import embedding_mmd_test, mmd_permutation_test, psi, psi_null
-
-from conftest import make_evidence
 
 FEATURES = ["age", "education", "marital_status", "occupation", "hours_per_week", "sex"]
 N = 150

@@ -14,7 +14,8 @@ from transfer_audit.results import Measurement, Status
 
 
 def _m(value, ci=None, metric="bias.demographic_parity_difference", model="adapted", **kw):
-    return Measurement("bias", metric, model, value, ci, 100, kw.pop("status", Status.MEASURED), {"feature": "sex"}, **kw)
+    return Measurement("bias", metric, model, value, ci, 100, kw.pop("status", Status.MEASURED), {"feature": "sex"},
+                       **kw)
 
 
 def _rule(**kw):
@@ -40,7 +41,8 @@ def test_ci_decision_modes(value, ci, mode, expected):
 
 def test_three_way_on_the_interval_is_the_default():
     rule = _rule().rules[0]
-    assert rule.decide_on is DecideOn.CI and rule.mode is Mode.THREE_WAY and rule.when_missing is WhenMissing.INCONCLUSIVE
+    assert rule.decide_on is DecideOn.CI and rule.mode is Mode.THREE_WAY
+    assert rule.when_missing is WhenMissing.INCONCLUSIVE
     assert gate([_m(0.05, (0.01, 0.15))], {"bias"}, _rule()).outcomes[0].status is Status.INCONCLUSIVE
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT, make_evidence
 
 from transfer_audit import fairness_stats as fs
 from transfer_audit.checks import bias
@@ -25,8 +26,6 @@ from transfer_audit.gate import gate
 from transfer_audit.policy import load_policy, parse_policy_data
 from transfer_audit.results import Measurement, Status
 from transfer_audit.simultaneous import with_simultaneous
-
-from conftest import ROOT, make_evidence
 
 SIMS, B = 200, 200
 STATS = StatsConfig(n_boot=B, min_group_n=30, min_pos=10, min_neg=10)

@@ -42,8 +42,9 @@ def test_defaults_and_values_come_from_the_declaration():
 
 @pytest.mark.parametrize("data, code", [
     ({"count": 11}, MSG_BAD_VALUE.code), ({"count": "3"}, MSG_WRONG_TYPE.code), ({"level": -0.1}, MSG_BAD_VALUE.code),
-    ({"name": "c"}, MSG_BAD_VALUE.code), ({"flag": "yes"}, MSG_WRONG_TYPE.code), ({"colour": "green"}, MSG_BAD_VALUE.code),
-    ({"words": [1]}, MSG_WRONG_TYPE.code), ({"colr": "red"}, MSG_UNKNOWN_KEY.code)])
+    ({"name": "c"}, MSG_BAD_VALUE.code), ({"flag": "yes"}, MSG_WRONG_TYPE.code),
+    ({"colour": "green"}, MSG_BAD_VALUE.code), ({"words": [1]}, MSG_WRONG_TYPE.code),
+    ({"colr": "red"}, MSG_UNKNOWN_KEY.code)])
 def test_bad_values_get_the_uniform_sentence(data, code):
     with pytest.raises(InputError) as e:
         _parse(data)

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import adult_spec, write_spec
 
 from transfer_audit.outputs import verify_run
-
-from conftest import adult_spec, write_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = {"performance": {}, "bias": {"counterfactual_samples": 10}, "transfer": {"cv_folds": 3}}
@@ -67,7 +66,8 @@ def test_kill_at_random_points_then_resume_identically(tiny_bert, tmp_path):
             kills += 1
         proc.communicate()
         _assert_nothing_half_written(tmp_path / "k" / "runs")
-    final = subprocess.run([sys.executable, "-m", "transfer_audit", "run", str(spec)], cwd=ROOT, capture_output=True, text=True)
+    final = subprocess.run([sys.executable, "-m", "transfer_audit", "run", str(spec)], cwd=ROOT, capture_output=True,
+                           text=True)
     assert final.returncode in (0, 1, 4), final.stderr[-2000:]
     complete = [r for r in _run_folders(tmp_path / "k" / "runs") if (r / "manifest.json").exists()]
     assert complete and all((r / "results.json").read_bytes() == expected for r in complete)

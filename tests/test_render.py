@@ -109,7 +109,7 @@ def test_step_summary_is_appended_and_annotations_capped(tmp_path, monkeypatch):
     results = load("fail")
     results["gate"]["rules"] = results["gate"]["rules"] * 10
     lines = github_annotations(results)
-    assert len(lines) == 10 and all(l.startswith(("::error", "::warning")) for l in lines)
+    assert len(lines) == 10 and all(line.startswith(("::error", "::warning")) for line in lines)
 
 
 def test_compliance_sections_are_filled_or_flagged():
@@ -131,7 +131,7 @@ def test_diff_names_changed_rules(tmp_path):
 
     lines = diff_results(FIXTURES / "pass.json", FIXTURES / "fail.json")
     assert lines[0] == "verdict: WARN -> FAIL"
-    assert any(l.strip().startswith("regressed dp") for l in lines)
+    assert any(line.strip().startswith("regressed dp") for line in lines)
 
 
 def test_every_inconclusive_rule_shows_what_would_decide_it_and_opt_outs_are_listed():

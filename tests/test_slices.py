@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_evidence
 
 from transfer_audit.checks import slices
 from transfer_audit.checks.base import StatsConfig
@@ -12,8 +13,6 @@ from transfer_audit.results import Status
 from transfer_audit.slice_scan import SliceMetric, scan
 from transfer_audit.slice_stats import RefinedDraw, benjamini_hochberg, bin_column, candidate_slices, mcnemar_worse
 from transfer_audit.stats import CellBootstrap
-
-from conftest import make_evidence
 
 SENSITIVE = ("sex", "race")
 FEATURES = ("age", "workclass", "education", "occupation", "hours_per_week")

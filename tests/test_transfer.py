@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_evidence
 
 from transfer_audit.checks import transfer
 from transfer_audit.checks.base import StatsConfig
 from transfer_audit.transfer_stats import cka_noise_floor, corrected_cv_interval, linear_cka, logme
-
-from conftest import make_evidence
 
 
 def reference_logme(f: np.ndarray, y: np.ndarray) -> float:
@@ -77,8 +76,8 @@ def reference_debiased_cka(x: np.ndarray, y: np.ndarray) -> float:
         np.fill_diagonal(g, 0.0)
         return g
 
-    k, l = u_centre(x @ x.T), u_centre(y @ y.T)
-    return float(np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l)))
+    kx, ky = u_centre(x @ x.T), u_centre(y @ y.T)
+    return float(np.sum(kx * ky) / np.sqrt(np.sum(kx * kx) * np.sum(ky * ky)))
 
 
 def test_debiased_cka_matches_the_reference_formula_and_tracks_a_real_change():
@@ -162,8 +161,8 @@ def test_transferability_reports_the_corrected_interval_of_its_folds():
     n = 300
     y = rng.integers(0, 2, n)
     emb = np.c_[y + rng.normal(0, 1, n), rng.normal(size=(n, 7))]
-    ev = make_evidence(pd.DataFrame({"group": ["a"] * n}), y, {}, texts=[f"word{i % 7} text {v}" for i, v in enumerate(y)],
-                       embeddings={"base": {"train": emb}})
+    ev = make_evidence(pd.DataFrame({"group": ["a"] * n}), y, {},
+                       texts=[f"word{i % 7} text {v}" for i, v in enumerate(y)], embeddings={"base": {"train": emb}})
     (probe,) = [m for m in transfer.transferability(ev, transfer.TransferConfig(cv_folds=5), StatsConfig(n_boot=100))
                 if m.metric == "transfer.linear_probe_cv_accuracy"]
     assert probe.ci == pytest.approx(corrected_cv_interval(probe.details["fold_scores"], 0.95))
@@ -174,7 +173,10 @@ def test_transferability_reports_the_corrected_interval_of_its_folds():
 def _evidence(adapted_acc, control_acc, n=800, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
-    flip = lambda acc: np.where(rng.random(n) < acc, y, 1 - y)
+
+    def flip(acc):
+        return np.where(rng.random(n) < acc, y, 1 - y)
+
     frame = pd.DataFrame({"group": rng.choice(["a", "b"], n)})
     return make_evidence(frame, y, {"adapted": flip(adapted_acc), "base_probe": flip(control_acc),
                                     "no_transfer": flip(control_acc)}), y
@@ -239,7 +241,8 @@ def test_degraded_adapted_model_is_flagged_as_negative_transfer():
 
     ev, _ = _evidence(0.65, 0.85)
     stats = StatsConfig(n_boot=500)
-    ms = transfer.gains(ev, transfer.TransferConfig(), stats) + transfer.group_gains(ev, transfer.TransferConfig(), stats)
+    config = transfer.TransferConfig()
+    ms = transfer.gains(ev, config, stats) + transfer.group_gains(ev, config, stats)
     policy = load_policy("policies/default.yaml")
     decision = gate(ms, {"transfer"}, policy)
     nt = [o for o in decision.outcomes if o.rule.id == "transfer-no-negative-transfer"]
@@ -257,15 +260,15 @@ def test_forgetting_is_skipped_without_a_source_set():
 
 
 def test_transferability_command_ranks_candidates(tiny_bert, tmp_path):
-    from transfer_audit.transferability import rank_candidates
-
     from conftest import adult_spec, make_tiny_bert, write_spec
+
+    from transfer_audit.transferability import rank_candidates
 
     other = make_tiny_bert(tmp_path / "other", seed=1, layers=1)
     spec = write_spec(tmp_path, adult_spec(str(tiny_bert), tmp_path / "runs", checks={"performance": {}}))
     lines = rank_candidates(spec, [str(other)])
-    ranked = [l for l in lines if l[:1].isdigit()]
-    assert len(ranked) == 2 and {str(tiny_bert), str(other)} == {l.split()[-1] for l in ranked}
+    ranked = [line for line in lines if line[:1].isdigit()]
+    assert len(ranked) == 2 and {str(tiny_bert), str(other)} == {line.split()[-1] for line in ranked}
     assert "advisory" in lines[0]
 
 

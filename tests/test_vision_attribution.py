@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 from vision_fixtures import one_torch_thread, planted_patch_images
 
-from transfer_audit.vision.attribution import (BLUR_SIGMA_FRACTION, Baseline, attribute_images, box_mask,
-                                               gaussian_blur, load_mask, make_baseline, pixel_attribution,
-                                               region_share)
+from transfer_audit.vision.attribution import (
+    BLUR_SIGMA_FRACTION,
+    Baseline,
+    attribute_images,
+    box_mask,
+    gaussian_blur,
+    load_mask,
+    make_baseline,
+    pixel_attribution,
+    region_share,
+)
 from transfer_audit.vision.controls import CNNBudget, SmallCNNControl
 from transfer_audit.vision.overlay import data_uri, overlay_png, png_base64
 from transfer_audit.vision.preprocess import Preprocess, normalise
@@ -116,8 +124,9 @@ def test_overlay_is_a_small_png(patch_cnn):
     from PIL import Image
 
     cnn, imgs, y = patch_cnn
-    from transfer_audit.vision.preprocess import load_images
     from vision_fixtures import elpv_paths
+
+    from transfer_audit.vision.preprocess import load_images
 
     real, _ = load_images(elpv_paths(1), Preprocess(224, 224))
     scores = np.zeros((224, 224))

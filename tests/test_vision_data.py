@@ -12,10 +12,8 @@ from vision_fixtures import elpv_paths, forged_png, sklearn_photo
 from transfer_audit.errors import ExitCode, InputError
 from transfer_audit.vision.decode import MSG_BAD_IMAGE, ImageLimits, open_image
 from transfer_audit.vision.descriptors import DESCRIPTORS, describe, descriptor_frame, laplacian_variance
-from transfer_audit.vision.preprocess import Preprocess, Resample, load_images, normalise, denormalise, resize
-from transfer_audit.vision.sources import (digits_source, folder_source, load_elpv, sample_rows,
-                                           table_source)
-
+from transfer_audit.vision.preprocess import Preprocess, Resample, denormalise, load_images, normalise, resize
+from transfer_audit.vision.sources import digits_source, folder_source, load_elpv, sample_rows, table_source
 
 # --- decoding -------------------------------------------------------------------------------------------
 
@@ -43,7 +41,10 @@ def test_transparent_pixels_become_white(tmp_path):
     assert arr[0, 0].tolist() == [200, 0, 0] and arr[3, 3].tolist() == [255, 255, 255]
 
 
-def _bad(path, limits=ImageLimits(), where="data.train row 3"):
+DEFAULT_LIMITS = ImageLimits()
+
+
+def _bad(path, limits=DEFAULT_LIMITS, where="data.train row 3"):
     with pytest.raises(InputError) as e:
         open_image(path, where, limits)
     assert e.value.code == MSG_BAD_IMAGE.code and e.value.exit_code == ExitCode.INPUT_ERROR

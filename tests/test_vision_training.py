@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vision_fixtures import one_torch_thread, pretrained_lite0, planted_patch_images, tiny_efficientnet, tiny_vit
+from vision_fixtures import one_torch_thread, planted_patch_images, pretrained_lite0, tiny_efficientnet, tiny_vit
 
 from transfer_audit.vision import finetune as ft
 from transfer_audit.vision.controls import CNNBudget, PixelControl, SmallCNNControl, hog_features

@@ -73,10 +73,13 @@ def group_records(role: str, conf: np.ndarray, counts: GroupCounts, feature: str
         grp = {"feature": feature, "value": name}
         n = int(n_g[i])
         small = f"n={n} < min_group_n={s.min_group_n}"
-        measured = lambda metric, x, k, det=None: out.append((
-            Measurement(NAME, metric, role, x / k, wilson_ci(x, k, level), k, Status.MEASURED, grp,
-                        dict(det or {}, rows={name: n})),      # the group's rows drive its interval
-            lambda lv, x=x, k=k: wilson_ci(x, k, lv)))
+
+        def measured(metric, x, k, det=None, grp=grp, name=name, n=n):
+            out.append((
+                Measurement(NAME, metric, role, x / k, wilson_ci(x, k, level), k, Status.MEASURED, grp,
+                            dict(det or {}, rows={name: n})),      # the group's rows drive its interval
+                lambda lv, x=x, k=k: wilson_ci(x, k, lv)))
+
         for cls in counts.classes:
             det = {"p_vs_rest": p_raw[i], "p_holm": p_adj[i]} if cls == c else {}
             if len(counts.classes) > 1:
@@ -88,7 +91,8 @@ def group_records(role: str, conf: np.ndarray, counts: GroupCounts, feature: str
             else:
                 measured("bias.group_selection_rate", int(conf[i, :, cls].sum()), n, det)
         if not masks["big"][i]:
-            out.append((_insufficient("bias.group_accuracy", role, n, grp, small, name, counts.shortfall(i, "big")), None))
+            out.append((_insufficient("bias.group_accuracy", role, n, grp, small, name, counts.shortfall(i, "big")),
+                        None))
         else:
             measured("bias.group_accuracy", int(np.trace(conf[i])), n)
         k = counts.classes.index(c)

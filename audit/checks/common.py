@@ -23,7 +23,10 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
 
 def group_codes(frame, columns) -> tuple[np.ndarray, list[str]]:
     """Integer group ids for one column or the intersection of several; names sorted for stable output."""
-    values = frame[list(columns)].astype(str).agg(" & ".join, axis=1) if len(columns) > 1 else frame[columns[0]].astype(str)
+    if len(columns) > 1:
+        values = frame[list(columns)].astype(str).agg(" & ".join, axis=1)
+    else:
+        values = frame[columns[0]].astype(str)
     names = sorted(values.unique())
     index = {v: i for i, v in enumerate(names)}
     return values.map(index).to_numpy(dtype=np.int64), names

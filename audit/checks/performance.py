@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..options import option
-
 from ..results import CheckResult, Measurement, Status
 from ..stats import auc_bootstrap, auc_from_weights, percentile_ci
 from .common import accuracy_samples, macro_f1, macro_f1_samples

@@ -54,8 +54,9 @@ def gains(evidence, config, stats) -> list[Measurement]:
         pb = evidence.pred(other, split)
         for metric in ("accuracy", "macro_f1"):
             point, ci, p, b, c, samples = paired_gain(y, pa, pb, k, cells, metric, stats.ci_level, with_samples=True)
-            items.append((Measurement(NAME, metric_name, A, point, ci, int(y.size), Status.MEASURED, {"metric": metric},
-                                      {"mcnemar_p": p, "adapted_only_right": b, "other_only_right": c, "versus": other}),
+            details = {"mcnemar_p": p, "adapted_only_right": b, "other_only_right": c, "versus": other}
+            items.append((Measurement(NAME, metric_name, A, point, ci, int(y.size), Status.MEASURED,
+                                      {"metric": metric}, details),
                           lambda lv, samples=samples: percentile_ci(samples, lv)))
     return with_simultaneous(items, stats.ci_level)
 
@@ -86,9 +87,9 @@ def group_gains(evidence, config, stats) -> list[Measurement]:
                 continue
             value = float((point[i, 1, :].sum() - point[i, :, 1].sum()) / n)
             p, b, c = mcnemar_exact(ca[codes == i], cb[codes == i])
-            items.append((Measurement(NAME, "transfer.group_gain", A, value, percentile_ci(gain_b[:, i], stats.ci_level),
-                                      n, Status.MEASURED, grp, {"metric": "accuracy", "versus": M0, "mcnemar_p": p,
-                                                                "rows": {name: n}}),
+            items.append((Measurement(NAME, "transfer.group_gain", A, value,
+                                      percentile_ci(gain_b[:, i], stats.ci_level), n, Status.MEASURED, grp,
+                                      {"metric": "accuracy", "versus": M0, "mcnemar_p": p, "rows": {name: n}}),
                           lambda lv, s=gain_b[:, i]: percentile_ci(s, lv)))
     return with_simultaneous(items, stats.ci_level)
 
@@ -175,7 +176,8 @@ def run(evidence, config: TransferConfig, stats) -> CheckResult:
     out += representation_change(evidence, config, stats)
     notes = ["LogME and the linear-probe accuracy are advisory: transferability rankings are unstable across "
              "tasks (methods §2); they never block by default.",
-             f"no_transfer is {evidence.info.get('controls', {}).get('chosen', 'n/a')}, the stronger control on the reference split.",
+             f"no_transfer is {evidence.info.get('controls', {}).get('chosen', 'n/a')}, "
+             "the stronger control on the reference split.",
              "The probe's cross-validation interval is the corrected resampled t interval (Nadeau and Bengio 2003): "
              "folds share training rows, so the plain sd/sqrt(K) interval is too narrow."]
     cka = [m for m in out if m.metric == "transfer.cka" and m.value is not None]
@@ -188,7 +190,8 @@ def run(evidence, config: TransferConfig, stats) -> CheckResult:
     g = next(m for m in out if m.metric == "transfer.gain_vs_no_transfer" and m.group["metric"] == "accuracy")
     if g.ci and g.ci[1] < 0:
         notes.insert(0, f"Negative transfer: the adapted model is significantly less accurate than the no-transfer "
-                        f"control ({g.value:+.3f}, 95% CI [{g.ci[0]:+.3f}, {g.ci[1]:+.3f}], McNemar p={g.details['mcnemar_p']:.3g}).")
+                        f"control ({g.value:+.3f}, 95% CI [{g.ci[0]:+.3f}, {g.ci[1]:+.3f}], "
+                        f"McNemar p={g.details['mcnemar_p']:.3g}).")
     elif g.ci and g.ci[0] <= 0:
         notes.insert(0, f"The adapted model does not significantly beat the no-transfer control "
                         f"({g.value:+.3f}, 95% CI [{g.ci[0]:+.3f}, {g.ci[1]:+.3f}]).")

@@ -51,7 +51,8 @@ def _fact(results: dict, key: str) -> str | None:
                f"{', '.join(a['sensitive']) or 'none declared'}"
     if key == "policy":
         p = results["policy"]
-        return f"Policy {p['name']} (sha256 {str(p.get('sha256'))[:16]}…), {len(results['gate']['rules'])} rule outcomes"
+        return (f"Policy {p['name']} (sha256 {str(p.get('sha256'))[:16]}…), "
+                f"{len(results['gate']['rules'])} rule outcomes")
     if key == "verdict":
         return f"Gate verdict: {results['gate']['verdict']}"
     return None

@@ -78,7 +78,7 @@ class ImageClassifier:
     def save(self, folder: Path) -> None:
         raise NotImplementedError
 
-    def for_inference(self) -> "ImageClassifier":
+    def for_inference(self) -> ImageClassifier:
         """A model for forward passes only (the same outputs, possibly restructured for speed)."""
         return self
 

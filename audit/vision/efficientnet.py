@@ -33,7 +33,7 @@ class Architecture(str, Enum):
     B7 = "efficientnet-b7"
 
     @classmethod
-    def parse(cls, name: str, where: str, field: str = "architecture") -> "Architecture":
+    def parse(cls, name: str, where: str, field: str = "architecture") -> Architecture:
         try:
             return cls(name)
         except ValueError:
@@ -167,7 +167,7 @@ class EfficientNetClassifier(ImageClassifier):
     def blocks(self) -> list:
         return list(self.module._blocks)
 
-    def for_inference(self) -> "EfficientNetClassifier":
+    def for_inference(self) -> EfficientNetClassifier:
         """A copy with batch norms folded into the convolutions (eval mode; never trained or saved)."""
         import copy
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import MSG_BAD_VALUE, InputError
 from ..models.safety import check_model_dir
 from .classifier import CONFIG_FILE, WEIGHTS_FILE, ImageClassifier, Outputs
-from .efficientnet import (Architecture, EfficientNetClassifier, build_efficientnet, default_preprocess)
+from .efficientnet import Architecture, EfficientNetClassifier, build_efficientnet, default_preprocess
 from .hf_image import HFImageClassifier
 from .preprocess import PREPROCESSOR_FILE, read_preprocess
 

@@ -34,7 +34,7 @@ class Resample(str, Enum):
         return list(Resample).index(self)
 
     @classmethod
-    def from_code(cls, code: int) -> "Resample":
+    def from_code(cls, code: int) -> Resample:
         return list(cls)[code]
 
 
@@ -57,7 +57,7 @@ class Preprocess:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need three values each, std > 0")
 
-    def resized(self, size: int) -> "Preprocess":
+    def resized(self, size: int) -> Preprocess:
         """The same normalisation at another square input size (EfficientNet-Lite is size-agnostic)."""
         return Preprocess(size, size, self.mean, self.std, self.resample, self.rescale_factor, self.crop_pct)
 
@@ -70,7 +70,7 @@ class Preprocess:
         return out
 
     @classmethod
-    def from_hf(cls, cfg: dict, where: str = PREPROCESSOR_FILE) -> "Preprocess":
+    def from_hf(cls, cfg: dict, where: str = PREPROCESSOR_FILE) -> Preprocess:
         size = cfg.get("size", cfg.get("crop_size", 224))
         crop_pct = cfg.get("crop_pct")
         if isinstance(size, int):
