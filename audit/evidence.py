@@ -79,7 +79,8 @@ def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split
             path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
     t = time.perf_counter()
     out = models.modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
-    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": round(time.perf_counter() - t, 3)})
+    seconds = round(time.perf_counter() - t, 3)
+    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": seconds})
     out = _unpack(_pack(out))
     buf = io.BytesIO()
     np.savez(buf, **_pack(out))

@@ -46,8 +46,8 @@ if __name__ == "__main__":
     ev = evidence(n)
     stats = StatsConfig(n_boot=2000)
     t = time.perf_counter()
-    performance.run(ev, None, stats)
+    performance.run(ev, performance.PerformanceConfig(), stats)
     bias.run(ev, bias.BiasConfig(counterfactual=False), stats)
-    drift.prediction_drift(ev, stats)
+    drift.prediction_drift(ev, drift.DriftConfig(), stats)
     seconds = time.perf_counter() - t
     print(json.dumps({"rows": n, "seconds": round(seconds, 3), "peak_rss_mb": peak_rss_mb()}))
