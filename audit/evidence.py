@@ -66,8 +66,9 @@ def forward_cache_path(cache_dir: Path, model_digest: str, modality, which: str,
 
 
 def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split, layer_rows: int, what: str,
-                   stats: dict) -> dict:
-    """modality.forward on one split, or its stored result when the same model has seen the same rows."""
+                   stats: dict, forward=None) -> dict:
+    """modality.forward (or `forward`, the same call on another executor) on one split, or its stored result
+    when the same model has seen the same rows."""
     path = forward_cache_path(cache_dir, model_digest, models.modality, which, split.digest, layer_rows)
     if path.exists():
         try:
@@ -78,8 +79,9 @@ def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split
         except (OSError, ValueError):
             path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
     t = time.perf_counter()
-    out = models.modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
-    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": round(time.perf_counter() - t, 3)})
+    out = (forward or models.modality.forward)(models, which, split.inputs, layer_rows=layer_rows, what=what)
+    seconds = round(time.perf_counter() - t, 3)
+    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": seconds})
     out = _unpack(_pack(out))
     buf = io.BytesIO()
     np.savez(buf, **_pack(out))
@@ -111,8 +113,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: int, stats_seed: int,
-                   timings: dict):
-    """One forward pass per model and split, then the base probe (M1) and the controls (M0).
+                   timings: dict, forward=None):
+    """One forward pass per model and split (modality.forward, or `forward` on another executor), then the base
+    probe (M1) and the controls (M0).
     Returns the Evidence and the models with the fitted probe attached (for the checks that need models)."""
     from .controls import build_controls
     from .models.baselines import fit_probe
@@ -127,7 +130,7 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
         for split in names:
             rows = LAYER_SAMPLE if split == "reference" else 0
             out = cached_forward(evidence_dir, model_info[which]["sha256"], models, which, dataset.splits[split],
-                                 rows, f"{which} model on {split}", stats)
+                                 rows, f"{which} model on {split}", stats, forward)
             emb[which][split] = out["pooled"]
             if which == "adapted":
                 logits[split] = out["logits"]

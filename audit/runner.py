@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .checks import CHECKS
 from .data import load_dataset
+from .executor import Executor
 from .gate import gate
 from .packaged import default_policy
 from .policy import load_policy
@@ -57,8 +58,10 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
 
 
 def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out: str | Path | None = None,
-              allow_pickle: bool = False, today: dt.date | None = None, signer=None) -> RunOutcome:
-    """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way."""
+              allow_pickle: bool = False, today: dt.date | None = None, signer=None,
+              executor: Executor = Executor.LOCAL, address: str | None = None) -> RunOutcome:
+    """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way.
+    executor RAY runs the forward passes on Ray (at `address`, or a local instance started for this run)."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     if policy_path is not None and not Path(policy_path).is_file():
@@ -70,13 +73,28 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
         from dataclasses import replace
 
         spec = replace(spec, model=replace(spec.model, allow_pickle=True))
-    return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0)
+    if executor is Executor.LOCAL:
+        if address is not None:
+            from .errors import InputError
+
+            raise InputError(f"command line: --address {address!r} needs --executor ray.")
+        return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0)
+    from .distributed.ray_forward import RayForward
+    from .distributed.ray_runtime import ray_session
+    from .tasks import modality_for
+
+    RayForward.supports(modality_for(spec))          # before Ray starts: an image spec is a usage error
+    with ray_session(address):
+        return run_parsed(spec, policy_path, out, today, signer, executor=executor.value, started=started, t0=t0,
+                          forward_on_ray=True)
 
 
 def run_parsed(spec: AuditSpec, policy_path=None, out=None, today: dt.date | None = None, signer=None,
-               run_parent: Path | None = None, executor: str = "local", started=None, t0=None) -> RunOutcome:
+               run_parent: Path | None = None, executor: str = "local", started=None, t0=None,
+               forward_on_ray: bool = False) -> RunOutcome:
     """One audit of a parsed spec (a sweep entry's spec, too). The cache lives under the output folder;
-    run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json."""
+    run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json.
+    forward_on_ray: the forward passes run on the connected Ray cluster (distributed.ray_forward)."""
     from .evidence import build_evidence
     from .outputs import assemble_results, write_outputs
     from .tasks import modality_for
@@ -93,8 +111,14 @@ def run_parsed(spec: AuditSpec, policy_path=None, out=None, today: dt.date | Non
     pause_at("models")
     models, model_info = modality.prepare_models(spec, dataset, cache_root, timings)
     stats = policy.defaults.stats
+    forward = None
+    if forward_on_ray:
+        from .distributed.ray_forward import RayForward
+
+        forward = RayForward(model_info, dataset.n_classes, spec.model.allow_pickle, str(spec.source_file))
     pause_at("evidence")
-    evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings)
+    evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings,
+                                      forward)
     pause_at("checks")
     check_results = run_checks(spec, evidence, models, stats, timings)
     measurements = [m for r in check_results for m in r.measurements]

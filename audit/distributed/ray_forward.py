@@ -1,0 +1,111 @@
+"""One audit's forward passes on Ray Data (`transfer-audit run --executor ray`): the driver tokenizes a split and
+plans its length buckets exactly as a local run does (tasks.text_inference.bucket_plan); each bucket becomes one
+Ray Data row; map_batches with an actor pool runs forward_batch on it, each actor loading the model once from its
+folder and using the driver's torch thread count; the driver writes the outputs back by row index. Same batches,
+same padding, same threads: the arrays are bit-identical to the local executor's, so the forward cache and
+results.json are too."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import Progress
+
+BUCKETS_PER_CALL = 4       # buckets handed to an actor per map_batches call (each still runs as its own batch)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """How a worker loads one of the audit's models: from its folder, with the same safe loaders as the driver."""
+
+    which: str                  # "base" (encoder) or "adapted" (classifier)
+    path: Path
+    base_path: Path
+    n_classes: int
+    allow_pickle: bool
+    field: str
+
+    def load(self):
+        from ..models.loading import load_classifier, load_encoder
+
+        if self.which == "base":
+            return load_encoder(self.path, self.allow_pickle, field=self.field)
+        return load_classifier(self.path, self.base_path, self.n_classes, self.allow_pickle, field=self.field)[0]
+
+
+class _ForwardActor:
+    """Ray Data's stateful transform: constructed once per actor, so each model loads once per worker."""
+
+    def __init__(self, ref: ModelRef, threads: int, pad: int, layer_rows: int):
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        torch.set_num_threads(threads)        # the driver's count: same kernels, same float summation order
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        self.model = ref.load()
+        self.classifier = ref.which == "adapted"
+        self.pad, self.layer_rows = pad, layer_rows
+
+    def __call__(self, batch):
+        import pandas as pd
+
+        from ..tasks.text_inference import forward_batch
+
+        parts = []
+        for rows, ids in zip(batch["rows"], batch["ids"]):
+            part = forward_batch(self.model, rows, list(ids), self.pad, self.classifier, self.layer_rows)
+            buf = io.BytesIO()
+            np.savez(buf, **part)
+            parts.append(buf.getvalue())
+        return pd.DataFrame({"bucket": batch["bucket"], "part": parts, "n": [len(r) for r in batch["rows"]]})
+
+
+class RayForward:
+    """A drop-in for modality.forward in evidence.build_evidence; model_info (prepare_models) names the folders."""
+
+    def __init__(self, model_info: dict, n_classes: int, allow_pickle: bool, where: str, actors: int = 2):
+        self.model_info, self.n_classes, self.allow_pickle = model_info, n_classes, allow_pickle
+        self.where, self.actors = where, actors
+
+    @staticmethod
+    def supports(modality) -> None:
+        if getattr(modality, "name", None) != "text":
+            raise InputError(f"command line: --executor ray runs the text modality's forward pass; this spec's "
+                             f"modality is {getattr(modality, 'name', modality)!r} (use --executor local).")
+
+    def __call__(self, models, which: str, inputs, *, layer_rows: int = 0, what: str = "inference") -> dict:
+        import ray
+        import torch
+
+        from ..tasks.text_inference import Assembly, bucket_plan
+        from .ray_runtime import quiet_ray_data
+
+        tok = models.processor
+        ids, buckets = bucket_plan(tok, inputs, models.modality.max_length)
+        assembly = Assembly(len(ids))
+        if not buckets:
+            return assembly.result()
+        quiet_ray_data()
+        info = self.model_info
+        ref = ModelRef(which, Path(info[which]["path"]), Path(info["base"]["path"]), self.n_classes,
+                       self.allow_pickle, f"{self.where}: model.{which}")
+        items = [{"bucket": b, "rows": rows.tolist(), "ids": [ids[i] for i in rows]} for b, rows in enumerate(buckets)]
+        actors = max(1, min(self.actors, int(ray.cluster_resources().get("CPU", 1)), len(buckets)))
+        ds = ray.data.from_items(items).map_batches(
+            _ForwardActor, fn_constructor_kwargs={"ref": ref, "threads": torch.get_num_threads(),
+                                                  "pad": tok.pad_token_id or 0, "layer_rows": layer_rows},
+            batch_size=BUCKETS_PER_CALL, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=1)
+        bar = Progress(f"{what} on Ray ({actors} actor{'s' if actors > 1 else ''})", len(ids), "rows")
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            for blob, n in zip(batch["part"], batch["n"]):
+                with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+                    assembly.add({k: z[k] for k in z.files})
+                bar.update(int(n))
+        bar.close()
+        return assembly.result()
