@@ -66,26 +66,56 @@ def forward_cache_path(cache_dir: Path, model_digest: str, modality, which: str,
 
 
 def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split, layer_rows: int, what: str,
-                   stats: dict, forward=None) -> dict:
-    """modality.forward (or `forward`, the same call on another executor) on one split, or its stored result
-    when the same model has seen the same rows."""
-    path = forward_cache_path(cache_dir, model_digest, models.modality, which, split.digest, layer_rows)
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                out = _unpack({k: z[k] for k in z.files})
-            stats["cache_hits"] = stats.get("cache_hits", 0) + 1
-            return out
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
+                   stats: dict) -> dict:
+    """modality.forward on one split, or its stored result when the same model has seen the same rows."""
+    return cached_forwards(cache_dir, model_digest, models, which, {"split": (split, layer_rows, what)}, stats)["split"]
+
+
+def cached_forwards(cache_dir: Path, model_digest: str, models, which: str, jobs: dict, stats: dict,
+                    forward=None) -> dict:
+    """One model's outputs on several splits, jobs = {name: (split, layer_rows, what)}: stored results where the
+    same model has seen the same rows, the rest computed by modality.forward one split at a time, or by
+    `forward.many` (another executor) all in one go."""
+    out, todo = {}, {}
+    for name, (split, layer_rows, _what) in jobs.items():
+        path = forward_cache_path(cache_dir, model_digest, models.modality, which, split.digest, layer_rows)
+        out[name] = _load_cached(path, stats)
+        if out[name] is None:
+            todo[name] = path
+    if not todo:
+        return out
     t = time.perf_counter()
-    out = (forward or models.modality.forward)(models, which, split.inputs, layer_rows=layer_rows, what=what)
-    seconds = round(time.perf_counter() - t, 3)
-    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": seconds})
-    out = _unpack(_pack(out))
-    buf = io.BytesIO()
-    np.savez(buf, **_pack(out))
-    atomic_write_bytes(path, buf.getvalue())
+    if forward is None:
+        for name in todo:
+            split, layer_rows, what = jobs[name]
+            out[name] = models.modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
+            seconds = round(time.perf_counter() - t, 3)
+            stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": seconds})
+            t = time.perf_counter()
+    else:
+        done = forward.many(models, which, [(jobs[n][0].inputs, jobs[n][1], jobs[n][2]) for n in todo])
+        out.update(zip(todo, done))
+        stats.setdefault("forward", []).append({"what": "; ".join(jobs[n][2] for n in todo),
+                                                "rows": sum(len(jobs[n][0]) for n in todo),
+                                                "seconds": round(time.perf_counter() - t, 3)})
+    for name, path in todo.items():
+        out[name] = _unpack(_pack(out[name]))
+        buf = io.BytesIO()
+        np.savez(buf, **_pack(out[name]))
+        atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def _load_cached(path: Path, stats: dict) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = _unpack({k: z[k] for k in z.files})
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
+        return None
+    stats["cache_hits"] = stats.get("cache_hits", 0) + 1
     return out
 
 
@@ -115,7 +145,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: int, stats_seed: int,
                    timings: dict, forward=None):
     """One forward pass per model and split (modality.forward, or `forward` on another executor), then the base
-    probe (M1) and the controls (M0).
+    probe (M1) and the controls (M0). `forward` has .many(models, which, [(inputs, layer_rows, what)]) -> outputs.
     Returns the Evidence and the models with the fitted probe attached (for the checks that need models)."""
     from .controls import build_controls
     from .models.baselines import fit_probe
@@ -127,10 +157,10 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
     eval_splits = [s for s in ("reference", "current") if s in dataset.splits]
     emb, layers, logits, layer_names = {"base": {}, "adapted": {}}, {}, {}, None
     for which, names in (("base", splits), ("adapted", [s for s in splits if s != "train"])):
+        jobs = {s: (dataset.splits[s], LAYER_SAMPLE if s == "reference" else 0, f"{which} model on {s}") for s in names}
+        outs = cached_forwards(evidence_dir, model_info[which]["sha256"], models, which, jobs, stats, forward)
         for split in names:
-            rows = LAYER_SAMPLE if split == "reference" else 0
-            out = cached_forward(evidence_dir, model_info[which]["sha256"], models, which, dataset.splits[split],
-                                 rows, f"{which} model on {split}", stats, forward)
+            out = outs[split]
             emb[which][split] = out["pooled"]
             if which == "adapted":
                 logits[split] = out["logits"]

@@ -40,7 +40,7 @@ class ModelRef:
 class _ForwardActor:
     """Ray Data's stateful transform: constructed once per actor, so each model loads once per worker."""
 
-    def __init__(self, ref: ModelRef, threads: int, pad: int, layer_rows: int):
+    def __init__(self, ref: ModelRef, threads: int, pad: int):
         import torch
         from transformers.utils import logging as hf_logging
 
@@ -49,7 +49,7 @@ class _ForwardActor:
         hf_logging.set_verbosity_error()
         self.model = ref.load()
         self.classifier = ref.which == "adapted"
-        self.pad, self.layer_rows = pad, layer_rows
+        self.pad = pad
 
     def __call__(self, batch):
         import pandas as pd
@@ -57,16 +57,17 @@ class _ForwardActor:
         from ..tasks.text_inference import forward_batch
 
         parts = []
-        for rows, ids in zip(batch["rows"], batch["ids"]):
-            part = forward_batch(self.model, rows, list(ids), self.pad, self.classifier, self.layer_rows)
+        for rows, ids, layer_rows in zip(batch["rows"], batch["ids"], batch["layer_rows"]):
+            part = forward_batch(self.model, rows, list(ids), self.pad, self.classifier, int(layer_rows))
             buf = io.BytesIO()
             np.savez(buf, **part)
             parts.append(buf.getvalue())
-        return pd.DataFrame({"bucket": batch["bucket"], "part": parts, "n": [len(r) for r in batch["rows"]]})
+        return pd.DataFrame({"job": batch["job"], "part": parts, "n": [len(r) for r in batch["rows"]]})
 
 
 class RayForward:
-    """A drop-in for modality.forward in evidence.build_evidence; model_info (prepare_models) names the folders."""
+    """evidence.build_evidence's `forward`: one Ray Data pipeline (one actor pool) per model for all the splits
+    it has not seen; model_info (prepare_models) names the folders the actors load from."""
 
     def __init__(self, model_info: dict, n_classes: int, allow_pickle: bool, where: str, actors: int = 2):
         self.model_info, self.n_classes, self.allow_pickle = model_info, n_classes, allow_pickle
@@ -78,34 +79,39 @@ class RayForward:
             raise InputError(f"command line: --executor ray runs the text modality's forward pass; this spec's "
                              f"modality is {getattr(modality, 'name', modality)!r} (use --executor local).")
 
-    def __call__(self, models, which: str, inputs, *, layer_rows: int = 0, what: str = "inference") -> dict:
+    def many(self, models, which: str, jobs: list) -> list[dict]:
+        """jobs: [(inputs, layer_rows, what)] -> one output dict per job, as modality.forward returns it."""
         import ray
         import torch
 
         from ..tasks.text_inference import Assembly, bucket_plan
         from .ray_runtime import quiet_ray_data
 
-        tok = models.processor
-        ids, buckets = bucket_plan(tok, inputs, models.modality.max_length)
-        assembly = Assembly(len(ids))
-        if not buckets:
-            return assembly.result()
         quiet_ray_data()
-        info = self.model_info
-        ref = ModelRef(which, Path(info[which]["path"]), Path(info["base"]["path"]), self.n_classes,
-                       self.allow_pickle, f"{self.where}: model.{which}")
-        items = [{"bucket": b, "rows": rows.tolist(), "ids": [ids[i] for i in rows]} for b, rows in enumerate(buckets)]
-        actors = max(1, min(self.actors, int(ray.cluster_resources().get("CPU", 1)), len(buckets)))
-        ds = ray.data.from_items(items).map_batches(
-            _ForwardActor, fn_constructor_kwargs={"ref": ref, "threads": torch.get_num_threads(),
-                                                  "pad": tok.pad_token_id or 0, "layer_rows": layer_rows},
-            batch_size=BUCKETS_PER_CALL, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=1)
-        bar = Progress(f"{what} on Ray ({actors} actor{'s' if actors > 1 else ''})", len(ids), "rows")
-        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
-            for blob, n in zip(batch["part"], batch["n"]):
-                with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-                    assembly.add({k: z[k] for k in z.files})
-                bar.update(int(n))
-        bar.close()
-        return assembly.result()
+        tok = models.processor
+        items, assemblies = [], []
+        for j, (inputs, layer_rows, _) in enumerate(jobs):
+            ids, buckets = bucket_plan(tok, inputs, models.modality.max_length)
+            assemblies.append(Assembly(len(ids)))
+            items += [{"job": j, "rows": rows.tolist(), "ids": [ids[i] for i in rows], "layer_rows": layer_rows}
+                      for rows in buckets]
+        if items:
+            info = self.model_info
+            ref = ModelRef(which, Path(info[which]["path"]), Path(info["base"]["path"]), self.n_classes,
+                           self.allow_pickle, f"{self.where}: model.{which}")
+            actors = max(1, min(self.actors, int(ray.cluster_resources().get("CPU", 1)), len(items)))
+            ds = ray.data.from_items(items).map_batches(
+                _ForwardActor, fn_constructor_kwargs={"ref": ref, "threads": torch.get_num_threads(),
+                                                      "pad": tok.pad_token_id or 0},
+                batch_size=BUCKETS_PER_CALL, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=1)
+            what = ", ".join(w for _, _, w in jobs)
+            bar = Progress(f"{what} on Ray ({actors} actor{'s' if actors > 1 else ''})",
+                           sum(a.n for a in assemblies), "rows")
+            for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+                for j, blob, n in zip(batch["job"], batch["part"], batch["n"]):
+                    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+                        assemblies[int(j)].add({k: z[k] for k in z.files})
+                    bar.update(int(n))
+            bar.close()
+        return [a.result() for a in assemblies]
