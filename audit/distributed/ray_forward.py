@@ -40,15 +40,14 @@ class ModelRef:
 class _ForwardActor:
     """Ray Data's stateful transform: constructed once per actor, so each model loads once per worker."""
 
-    def __init__(self, ref: ModelRef, threads: int, pad: int):
+    def __init__(self, refs: dict, threads: int, pad: int):
         import torch
         from transformers.utils import logging as hf_logging
 
         torch.set_num_threads(threads)        # the driver's count: same kernels, same float summation order
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-        self.model = ref.load()
-        self.classifier = ref.which == "adapted"
+        self.models = {which: ref.load() for which, ref in refs.items()}
         self.pad = pad
 
     def __call__(self, batch):
@@ -57,8 +56,8 @@ class _ForwardActor:
         from ..tasks.text_inference import forward_batch
 
         parts = []
-        for rows, ids, layer_rows in zip(batch["rows"], batch["ids"], batch["layer_rows"]):
-            part = forward_batch(self.model, rows, list(ids), self.pad, self.classifier, int(layer_rows))
+        for which, rows, ids, layer_rows in zip(batch["which"], batch["rows"], batch["ids"], batch["layer_rows"]):
+            part = forward_batch(self.models[which], rows, list(ids), self.pad, which == "adapted", int(layer_rows))
             buf = io.BytesIO()
             np.savez(buf, **part)
             parts.append(buf.getvalue())
@@ -66,8 +65,8 @@ class _ForwardActor:
 
 
 class RayForward:
-    """evidence.build_evidence's `forward`: one Ray Data pipeline (one actor pool) per model for all the splits
-    it has not seen; model_info (prepare_models) names the folders the actors load from."""
+    """evidence.build_evidence's `forward`: one Ray Data pipeline (one actor pool, each actor loading the models
+    it needs once) for every (model, split) not in the cache; model_info (prepare_models) names the folders."""
 
     def __init__(self, model_info: dict, n_classes: int, allow_pickle: bool, where: str, actors: int = 2):
         self.model_info, self.n_classes, self.allow_pickle = model_info, n_classes, allow_pickle
@@ -79,8 +78,8 @@ class RayForward:
             raise InputError(f"command line: --executor ray runs the text modality's forward pass; this spec's "
                              f"modality is {getattr(modality, 'name', modality)!r} (use --executor local).")
 
-    def many(self, models, which: str, jobs: list) -> list[dict]:
-        """jobs: [(inputs, layer_rows, what)] -> one output dict per job, as modality.forward returns it."""
+    def many(self, models, jobs: list) -> list[dict]:
+        """jobs: [(which, inputs, layer_rows, what)] -> one output dict per job, as modality.forward returns it."""
         import ray
         import torch
 
@@ -90,22 +89,22 @@ class RayForward:
         quiet_ray_data()
         tok = models.processor
         items, assemblies = [], []
-        for j, (inputs, layer_rows, _) in enumerate(jobs):
+        for j, (which, inputs, layer_rows, _) in enumerate(jobs):
             ids, buckets = bucket_plan(tok, inputs, models.modality.max_length)
             assemblies.append(Assembly(len(ids)))
-            items += [{"job": j, "rows": rows.tolist(), "ids": [ids[i] for i in rows], "layer_rows": layer_rows}
-                      for rows in buckets]
+            items += [{"job": j, "which": which, "rows": rows.tolist(), "ids": [ids[i] for i in rows],
+                       "layer_rows": layer_rows} for rows in buckets]
         if items:
             info = self.model_info
-            ref = ModelRef(which, Path(info[which]["path"]), Path(info["base"]["path"]), self.n_classes,
-                           self.allow_pickle, f"{self.where}: model.{which}")
+            refs = {w: ModelRef(w, Path(info[w]["path"]), Path(info["base"]["path"]), self.n_classes,
+                                self.allow_pickle, f"{self.where}: model.{w}") for w in sorted({j[0] for j in jobs})}
             actors = max(1, min(self.actors, int(ray.cluster_resources().get("CPU", 1)), len(items)))
             ds = ray.data.from_items(items).map_batches(
-                _ForwardActor, fn_constructor_kwargs={"ref": ref, "threads": torch.get_num_threads(),
+                _ForwardActor, fn_constructor_kwargs={"refs": refs, "threads": torch.get_num_threads(),
                                                       "pad": tok.pad_token_id or 0},
                 batch_size=BUCKETS_PER_CALL, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=1)
-            what = ", ".join(w for _, _, w in jobs)
+            what = ", ".join(w for *_, w in jobs)
             bar = Progress(f"{what} on Ray ({actors} actor{'s' if actors > 1 else ''})",
                            sum(a.n for a in assemblies), "rows")
             for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):

@@ -60,8 +60,8 @@ def quiet_ray_data() -> None:
 
     import ray
 
+    ray.data.DataContext.get_current().enable_progress_bars = False     # first: importing ray.data sets its logging
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def connect(address: str | None) -> bool:
