@@ -104,8 +104,8 @@ class RayForward:
                                                       "pad": tok.pad_token_id or 0},
                 batch_size=BUCKETS_PER_CALL, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=1)
-            what = ", ".join(w for *_, w in jobs)
-            bar = Progress(f"{what} on Ray ({actors} actor{'s' if actors > 1 else ''})",
+            bar = Progress(f"forward passes on Ray ({len(jobs)} model-split pairs, {len(items)} batches, "
+                           f"{actors} actor{'s' if actors > 1 else ''})",
                            sum(a.n for a in assemblies), "rows")
             for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
                 for j, blob, n in zip(batch["job"], batch["part"], batch["n"]):
