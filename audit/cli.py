@@ -27,6 +27,19 @@ def _add_sign_key(parser) -> None:
                              f"${KEY_ENV}); the key is read, never copied into the run folder")
 
 
+def _add_run_options(parser) -> None:
+    """Options `run` and `demo` share."""
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="where fine-tuning and inference run: auto (CUDA when present, else the CPU), cpu, cuda, "
+                             "cuda:N or mps; off the CPU with bf16/fp16 autocast (default: auto)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines on stderr (warnings and errors "
+                                                                    "only)")
+    parser.add_argument("--format", choices=["text", "json"], default="text", dest="output_format",
+                        help="json: the verdict, rule outcomes and output paths as one JSON object on stdout")
+    _add_sign_key(parser)
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
 def _tolerance(text: str):
     """--tolerance VALUE or METRIC=VALUE, parsed once at the edge."""
     metric, _, value = text.rpartition("=")
@@ -62,13 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle weights (loaded with weights_only=True; the verdict is marked unsafe)")
     _add_executor(r, "local: in this process; ray: the forward passes on Ray Data actors (same results.json)")
-    _add_sign_key(r)
-    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _add_run_options(r)
     d = sub.add_parser("demo", help="run a shipped example audit (default: UCI Adult on MiniLM); writes to ./runs")
     d.add_argument("example", nargs="?", default=DEMO, help=f"which example (default: {DEMO})")
     d.add_argument("--out", default="runs", help="output folder (default: ./runs)")
-    _add_sign_key(d)
-    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _add_run_options(d)
     rd = sub.add_parser("render", help="rebuild every report from a results.json, without models or data")
     rd.add_argument("results")
     rd.add_argument("--out", help="folder for the artifacts (default: beside results.json)")
@@ -86,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--gate", action="store_true", help="once verified, exit with the attested verdict's code "
                                                       "(0 pass or warn, 1 fail, 4 inconclusive), as `run` did")
     kg = sub.add_parser("keygen", help="write a signing key pair: PREFIX.key (mode 0600) and PREFIX.pub")
-    kg.add_argument("--out", default="transfer-audit", metavar="PREFIX", help="file name prefix (default: transfer-audit)")
+    kg.add_argument("--out", default="transfer-audit", metavar="PREFIX",
+                    help="file name prefix (default: transfer-audit)")
     kg.add_argument("--type", default="ed25519", choices=["ed25519", "ecdsa-p256"], help="key type (default: ed25519)")
     df = sub.add_parser("diff", help="how rule outcomes changed across audits (OLD NEW, or a lineage OLD V1 V2 ...)",
                         description="Compare audits in order. Exit codes: 0, or 1 with --fail-on regression when a "
@@ -127,6 +139,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _print_json(outcome) -> None:
+    import json
+
+    gate = outcome.results["gate"]
+    print(json.dumps({"verdict": gate["verdict"], "exit_code": outcome.exit_code, "counts": gate["counts"],
+                      "rules": gate["rules"], "run_dir": str(outcome.run_dir),
+                      "report": str(outcome.run_dir / "report.html"),
+                      "results": str(outcome.run_dir / "results.json")}, indent=2))
+
+
 def _print_verdict(outcome) -> None:
     from .presentation import group_label, is_blocking
     from .render.writer import github_annotations
@@ -156,10 +178,10 @@ def _cmd_run(args, spec) -> int:
 
         signer = load_signer(args.sign_key)   # before the audit: a bad key should not cost a whole run
     outcome = run_audit(spec, policy_path=getattr(args, "policy", None), out=args.out,
-                        allow_pickle=getattr(args, "allow_pickle", False), signer=signer,
+                        allow_pickle=getattr(args, "allow_pickle", False), signer=signer, device=args.device,
                         executor=Executor(getattr(args, "executor", Executor.LOCAL.value)),
                         address=getattr(args, "address", None))
-    _print_verdict(outcome)
+    (_print_json if args.output_format == "json" else _print_verdict)(outcome)
     return outcome.exit_code
 
 
@@ -184,7 +206,9 @@ def _cmd_render(args) -> int:
     path = Path(args.results)
     results = read_results(path)
     path = path / "results.json" if path.is_dir() else path
-    out = Path(args.out) if args.out else path.parent
+    from .fileio import output_folder
+
+    out = output_folder(args.out, "command line", "--out") if args.out else path.parent
     out.mkdir(parents=True, exist_ok=True)
     manifest = path.parent / "manifest.json"
     timings = json.loads(manifest.read_text()).get("timings") if manifest.exists() else None
@@ -229,7 +253,8 @@ def _cmd_verify(args) -> int:
     print(f"verified: {args.run_dir}: outputs match the manifest and the attestation; {signed}; "
           f"attested verdict {v.verdict}")
     if args.gate:
-        return int({"FAIL": ExitCode.POLICY_FAILED, "INCONCLUSIVE": ExitCode.INCONCLUSIVE}.get(v.verdict, ExitCode.PASS))
+        codes = {"FAIL": ExitCode.POLICY_FAILED, "INCONCLUSIVE": ExitCode.INCONCLUSIVE}
+        return int(codes.get(v.verdict, ExitCode.PASS))
     return 0
 
 
@@ -309,6 +334,13 @@ def main(argv=None) -> int:
         parser.print_help()
         return int(ExitCode.INPUT_ERROR)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    from .progress import cli_logging
+
+    with cli_logging(quiet=getattr(args, "quiet", False)):
+        return _dispatch(parser, args, debug)
+
+
+def _dispatch(parser, args, debug: bool) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args, args.spec)

@@ -1,5 +1,5 @@
-"""Tables for each split: read (builtin, CSV, Parquet, JSONL), sample, turn rows into model inputs (through the
-modality), encode labels."""
+"""Tables for each split: read (builtin data, files, folders, URLs, Hugging Face datasets: tables.py, or DataFrames
+given to transfer_audit.run), sample, turn rows into model inputs (through the modality), encode labels."""
 from __future__ import annotations
 
 import hashlib
@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MSG_BAD_FILE, MSG_MISSING_COLUMN, InputError
+from .errors import MSG_BAD_FILE, MSG_MISSING_COLUMN, AuditError, InputError
 from .spec import DataSpec, SplitSource
-
-MAX_DATA_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -24,7 +22,7 @@ class Split:
     y: np.ndarray            # class indices into Dataset.classes
     frame: object            # pandas DataFrame of the sampled rows (raw columns)
     digest: str
-    source: str              # where the rows came from (for the manifest and the report)
+    source: str              # where the rows came from, as reports show it: never an absolute path
     template: str | None = None   # the format string that rendered the texts from the rows, if any
 
     def __len__(self) -> int:
@@ -44,83 +42,99 @@ class Dataset:
         return len(self.classes)
 
 
-def read_table(src: SplitSource, spec_file: str, seed: int, label: str = "label"):
-    """The rows of one split, sampled deterministically (same seed + source => same rows). A folder (image
-    tasks) is read as class sub-folders, the class named in the `label` column."""
+def read_table(src: SplitSource, spec_file: str, seed: int, string_columns=(), frames=None, base_dir=None,
+               label: str = "label"):
+    """The rows of one split, sampled deterministically (same seed + source => same rows). A folder that holds
+    no table (image tasks) is read as class sub-folders, the class named in the `label` column."""
     from .builtin_data import SPLITS, load_builtin
     from .sampling import sample_rows
 
     field = f"data.{src.name}"
-    if src.builtin is not None:
+    if src.frame:
+        df = _given_frame(frames, src.name, spec_file)
+    elif src.builtin is not None:
         split = src.split or "train"
         if split not in SPLITS:
             raise InputError(f"{spec_file}: {field}.split must be one of {', '.join(SPLITS)}. "
                              f"Got {split!r} instead.")
         df = load_builtin(src.builtin, split)
-    elif src.path.is_dir():
+    elif src.path is not None and src.path.is_dir() and _is_class_folder(src.path):
         from .vision.sources import folder_source
 
         df = folder_source(src.path, label, f"{spec_file}: {field}.path")
     else:
-        df = _read_file(src.path, spec_file, f"{field}.path")
+        df = _read_source(src, spec_file, string_columns)
     if len(df) == 0:
-        raise InputError(f"{spec_file}: {field} has no rows ({src.path or src.builtin}).")
+        raise InputError(f"{spec_file}: {field} has no rows ({display_source(src, base_dir)}).")
     return sample_rows(df, src.sample, src.skip, seed, src.mix, f"{spec_file}: {field}")
 
 
-def _read_file(path: Path, spec_file: str, field: str):
+def _is_class_folder(path: Path) -> bool:
+    """A folder that is not a table (Parquet or Hugging Face datasets): class sub-folders of images."""
+    from .tables import folder_format
+
+    return folder_format(path) is None
+
+
+def _given_frame(frames, name: str, spec_file: str):
     import pandas as pd
 
-    if path.is_dir():                 # a folder of Parquet files (Spark, Ray Data, Dask write them so)
-        return _read_parquet_folder(path, spec_file, field)
-    if path.stat().st_size == 0:
-        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason="the file is empty")
-    if path.stat().st_size > MAX_DATA_BYTES:
-        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path),
-                              reason=f"it is larger than {MAX_DATA_BYTES} bytes")
-    suffix = path.suffix.lower()
+    df = (frames or {}).get(name)
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"{spec_file}: data[{name!r}] must be a pandas DataFrame. Got {type(df).__name__} instead.")
+    return df.reset_index(drop=True)
+
+
+def _read_source(src: SplitSource, spec_file: str, string_columns):
+    """A file, folder, URL or cached Hub dataset; any reader failure becomes one sentence naming the source."""
+    from . import tables
+
+    field = f"data.{src.name}." + ("hub" if src.hub else "path")
+    value = src.hub or (tables.public_url(src.url) if src.url else str(src.path))
     try:
-        if suffix == ".parquet":
-            with open(path, "rb") as f:
-                if f.read(4) != b"PAR1":
-                    raise ValueError("it is not a Parquet file (no PAR1 magic bytes)")
-            return pd.read_parquet(path)
-        raw = path.read_bytes()
-        _require_utf8(raw, path, spec_file, field)
-        if suffix == ".jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_csv(path, encoding="utf-8", encoding_errors="strict")
-    except InputError:
+        if src.hub is not None:
+            return tables.read_hub_dataset(src.hub, src.config, src.split, spec_file, field)
+        if src.url is not None:
+            return tables.read_url(src.url, string_columns, spec_file, field)
+        if src.path.is_dir() and tables.folder_format(src.path) == "hf_datasets":
+            return tables.read_hf_folder(src.path, src.split, spec_file, field)
+        return read_file(src.path, spec_file, field, string_columns)
+    except AuditError:
+        raise
+    except Exception as e:  # pandas/pyarrow raise many types; the message is what the user needs
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=value, reason=reason) from None
+
+
+def read_file(path: Path, spec_file: str, field: str, string_columns=()):
+    """One local file or folder (tables.read_local), any reader failure as one sentence naming it."""
+    from . import tables
+
+    try:
+        return tables.read_local(Path(path), string_columns, spec_file, field)
+    except AuditError:
         raise
     except Exception as e:  # pandas/pyarrow raise many types; the message is what the user needs
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason=reason) from None
 
 
-def _read_parquet_folder(path: Path, spec_file: str, field: str):
-    """Every *.parquet under the folder, in name order (the order Ray Data and distributed.ray_scan read)."""
-    import pandas as pd
+def display_source(src: SplitSource, base_dir: Path | None = None) -> str:
+    """Where a split came from, as results.json and the reports show it: a file by its path relative to the
+    spec's folder (else its name), a URL without credentials, never an absolute path."""
+    from .tables import public_url
 
-    files = sorted(path.rglob("*.parquet"))
-    if sum(f.stat().st_size for f in files) > MAX_DATA_BYTES:
-        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path),
-                              reason=f"its Parquet files hold more than {MAX_DATA_BYTES} bytes; run it with Ray "
-                                     "(distributed.ray_scan)")
-    try:
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    except Exception as e:  # pyarrow raises many types; the message is what the user needs
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path), reason=reason) from None
-
-
-def _require_utf8(raw: bytes, path: Path, spec_file: str, field: str) -> None:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise InputError.make(MSG_BAD_FILE, where=spec_file, field=field, value=str(path),
-                              reason=f"text is not UTF-8 at line {line} (byte {e.start}: {raw[e.start:e.start+1]!r})"
-                              ) from None
+    if src.frame:
+        return f"dataframe:{src.name}"
+    if src.builtin is not None:
+        return f"builtin:{src.builtin}/{src.split or 'train'}"
+    if src.hub is not None:
+        return f"hf:{src.hub}" + (f"/{src.config}" if src.config else "") + f"/{src.split or 'train'}"
+    if src.url is not None:
+        return public_url(src.url)
+    if base_dir is not None and src.path.is_relative_to(base_dir):
+        return src.path.relative_to(base_dir).as_posix()
+    return src.path.name
 
 
 def missing_column(spec_file: str, field: str, column: str, source: str, df) -> InputError:
@@ -130,8 +144,7 @@ def missing_column(spec_file: str, field: str, column: str, source: str, df) -> 
 
 def source_label(src: SplitSource) -> str:
     """'data.train (train.csv)': the spec field and the file it read, for error messages."""
-    origin = src.path.name if src.path is not None else f"builtin:{src.builtin}"
-    return f"data.{src.name} ({origin})"
+    return f"data.{src.name} ({display_source(src)})"
 
 
 def _labels(df, label: str, src: SplitSource, spec_file: str) -> list[str]:
@@ -154,9 +167,18 @@ def _digest(inputs, labels, df, columns) -> str:
     return h.hexdigest()
 
 
-def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset:
-    """Every split of the spec, checked against one another (columns, label set)."""
-    frames = {name: read_table(src, spec_file, seed, src.label or data.label)
+def string_columns(data: DataSpec, src: SplitSource) -> tuple[str, ...]:
+    """Columns read as text with no missing-value guessing: labels, sensitive columns, the text column."""
+    return tuple(c for c in (data.label, src.label, data.text, src.text, *data.sensitive) if c)
+
+
+def load_dataset(data: DataSpec, seed: int, spec_file: str, modality, frames=None, base_dir: Path | None = None
+                 ) -> Dataset:
+    """Every split of the spec, checked against one another (columns, label set). `frames` holds the DataFrames
+    given to transfer_audit.run; base_dir is the spec's folder (sources are shown relative to it)."""
+    given = frames
+    frames = {name: read_table(src, spec_file, seed, string_columns(data, src), given, base_dir,
+                               label=src.label or data.label)
               for name, src in data.splits().items()}
     needed = set(data.sensitive) | set(data.features)
     for name in ("train", "reference", "current"):
@@ -198,7 +220,7 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset
     for name, df in frames.items():
         src = data.splits()[name]
         if name == "source_eval":
-            splits[name] = _source_split(df, src, data, spec_file, modality)
+            splits[name] = _source_split(df, src, data, spec_file, modality, base_dir)
             continue
         labels = train_labels if name == "train" else _labels(df, data.label, src, spec_file)
         unknown = sorted(set(labels) - set(index))
@@ -209,12 +231,11 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality) -> Dataset
         y = np.array([index[v] for v in labels], dtype=np.int64)
         digest = _digest(modality.fingerprint(inputs), labels, df, sorted(needed))
         template = src.template or (None if src.text else data.template)
-        splits[name] = Split(name, tuple(inputs), y, df, digest,
-                             str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"), template)
+        splits[name] = Split(name, tuple(inputs), y, df, digest, display_source(src, base_dir), template)
     return Dataset(tuple(classes), positive, splits, data.sensitive, data.features)
 
 
-def _source_split(df, src: SplitSource, data: DataSpec, spec_file: str, modality) -> Split:
+def _source_split(df, src: SplitSource, data: DataSpec, spec_file: str, modality, base_dir=None) -> Split:
     """The source task's evaluation set: its own labels, its own class list (stored in frame.attrs)."""
     labels = _labels(df, src.label, src, spec_file)
     inputs = modality.read_inputs(df, src, data, spec_file)
@@ -225,4 +246,4 @@ def _source_split(df, src: SplitSource, data: DataSpec, spec_file: str, modality
     df = df.copy()
     df.attrs["classes"] = classes
     return Split("source_eval", tuple(inputs), y, df, _digest(modality.fingerprint(inputs), labels, df, []),
-                 str(src.path or f"builtin:{src.builtin}/{src.split or 'train'}"))
+                 display_source(src, base_dir))

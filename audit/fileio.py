@@ -1,6 +1,7 @@
 """Hashing and crash-safe writes: every output goes to a temp file in the same folder, then os.replace."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -49,21 +50,36 @@ def digest_of(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc), else by setting it back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> Path:
+    """Write via a temp file and rename. The file gets `mode`, or what open() would give (0666 less the umask):
+    mkstemp's 0600 would hide reports from the people they are for."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode if mode is not None else 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return path
 
@@ -85,3 +101,17 @@ def confined(base: Path, candidate: Path, field: str) -> Path:
         raise InputError.make(MSG_BAD_VALUE, where=str(base), field=field,
                               expected=f"a path inside {base}", value=str(candidate))
     return resolved
+
+
+def output_folder(path: str | os.PathLike, where: str, field: str) -> Path:
+    """An output folder that exists or can be made; a file in its place (or on its way) is a usage error."""
+    from .errors import MSG_BAD_VALUE, InputError
+
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise InputError.make(MSG_BAD_VALUE, where=where, field=field, value=str(path),
+                                      expected=f"a folder ({str(p)!r} is an existing file)")
+            break
+    return path

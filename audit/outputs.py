@@ -2,6 +2,7 @@
 last: the commit marker)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import sys
@@ -31,10 +32,8 @@ def tool_version() -> str:
 def library_versions() -> dict:
     out = {"python": platform.python_version()}
     for name in LIBRARIES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 
@@ -78,8 +77,9 @@ def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_
             data[name]["license"] = LICENSES[builtin]
     models = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in model_info.items()}
     base_info = model_info["base"]
-    models["base"]["name"] = base_info.get("title") or (spec.model.base if spec.model.base.startswith("package:")
-                                                         else Path(base_info["path"]).name)
+    models["base"]["name"] = (base_info.get("title") or base_info.get("hub_id")
+                              or (spec.model.base if spec.model.base.startswith("package:")
+                                  else Path(base_info["path"]).name))
     models["controls"] = evidence.info.get("controls", {})
     return clean({
         "schema_version": SCHEMA_VERSION,
@@ -90,10 +90,12 @@ def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_
                   "checks": list(spec.checks)},
         "models": models,
         "data": data,
-        "policy": {"name": policy.name, "sha256": policy.sha256, "source": Path(policy.source).name if policy.source else None,
+        "policy": {"name": policy.name, "sha256": policy.sha256,
+                   "source": Path(policy.source).name if policy.source else None,
                    "defaults": {k: getattr(policy.defaults, k) for k in policy.defaults.__dataclass_fields__},
                    "waivers": waiver_records(policy, decision, today or dt.date.today())},
-        "evidence": {"forward_rows": evidence.info.get("forward_rows", {}), "max_length": evidence.info.get("max_length"),
+        "evidence": {"forward_rows": evidence.info.get("forward_rows", {}),
+                     "max_length": evidence.info.get("max_length"),
                      "counterfactual_forward_rows": sum(r.cost.get("forward_rows", 0) for r in check_results),
                      "unsafe_input_accepted": loaded.pickle_accepted},
         "checks": [r.to_dict() for r in check_results],
@@ -110,8 +112,10 @@ def write_outputs(run_dir: Path, results: dict, spec, policy, dataset, model_inf
 
     atomic_write_json(run_dir / RESULTS, results)
     written = render_all(results, run_dir, timings=timings)
-    inputs = {"spec": {"path": str(spec.source_file), "sha256": sha256_file(spec.source_file)},
-              "policy": {"path": str(policy.source), "sha256": policy.sha256}}
+    inputs = {"spec": ({"path": str(spec.source_file), "sha256": sha256_file(spec.source_file)}
+                       if spec.source_file is not None else {"sha256": spec.digest}),
+              "policy": ({"path": str(policy.source), "sha256": policy.sha256} if policy.source
+                         else {"sha256": policy.sha256})}
     for name, split in dataset.splits.items():
         src = spec.data.splits()[name]
         if src.path is not None and src.path.is_dir():       # class folders (image tasks), Parquet folders

@@ -57,18 +57,25 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
     return results
 
 
-def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out: str | Path | None = None,
-              allow_pickle: bool = False, today: dt.date | None = None, signer=None,
-              executor: Executor = Executor.LOCAL, address: str | None = None) -> RunOutcome:
+def run_audit(spec: str | Path | AuditSpec, policy_path: str | Path | None = None, out: str | Path | None = None,
+              allow_pickle: bool = False, today: dt.date | None = None, signer=None, device: str = "auto",
+              frames: dict | None = None, policy=None, executor: Executor = Executor.LOCAL,
+              address: str | None = None) -> RunOutcome:
     """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way.
-    executor RAY runs the forward passes on Ray (at `address`, or a local instance started for this run)."""
+    `spec` is a spec file or a parsed AuditSpec; `frames` the DataFrames of splits a dict spec leaves out;
+    `policy` an already parsed Policy (else policy_path, the spec's policy, or the shipped default); `device` a
+    --device value; executor RAY runs the forward passes on Ray (at `address`, or a local instance)."""
+    from .runtime import check_device
+
+    check_device(device)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     if policy_path is not None and not Path(policy_path).is_file():
         from .errors import MSG_MISSING_FILE, InputError
 
         raise InputError.make(MSG_MISSING_FILE, where="command line", field="--policy", value=str(policy_path))
-    spec = parse_spec(spec_path)
+    if not isinstance(spec, AuditSpec):
+        spec = parse_spec(spec)
     if allow_pickle:
         from dataclasses import replace
 
@@ -78,36 +85,53 @@ def run_audit(spec_path: str | Path, policy_path: str | Path | None = None, out:
             from .errors import InputError
 
             raise InputError(f"command line: --address {address!r} needs --executor ray.")
-        return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0)
+        return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0, device=device,
+                          frames=frames, policy=policy)
     from .distributed.ray_forward import RayForward
     from .distributed.ray_runtime import ray_session
     from .tasks import modality_for
 
-    RayForward.supports(modality_for(spec))          # before Ray starts: an image spec is a usage error
+    RayForward.supports(modality_for(spec, device))     # before Ray starts: an image spec or a GPU is a usage error
     with ray_session(address):
         return run_parsed(spec, policy_path, out, today, signer, executor=executor.value, started=started, t0=t0,
-                          forward_on_ray=True)
+                          device=device, frames=frames, policy=policy, forward_on_ray=True)
 
 
 def run_parsed(spec: AuditSpec, policy_path=None, out=None, today: dt.date | None = None, signer=None,
-               run_parent: Path | None = None, executor: str = "local", started=None, t0=None,
-               forward_on_ray: bool = False) -> RunOutcome:
+               run_parent: Path | None = None, executor: str = "local", started=None, t0=None, device: str = "auto",
+               frames: dict | None = None, policy=None, forward_on_ray: bool = False) -> RunOutcome:
     """One audit of a parsed spec (a sweep entry's spec, too). The cache lives under the output folder;
-    run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json.
-    forward_on_ray: the forward passes run on the connected Ray cluster (distributed.ray_forward)."""
+    run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json. The
+    Hugging Face offline switches hold for the run and are restored after it. forward_on_ray: the forward passes
+    run on the connected Ray cluster (distributed.ray_forward)."""
+    from .runtime import offline
+
+    with offline():
+        return _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy,
+                    forward_on_ray)
+
+
+def _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy,
+         forward_on_ray):
     from .evidence import build_evidence
+    from .fileio import output_folder
     from .outputs import assemble_results, write_outputs
+    from .runtime import resolve_device
     from .tasks import modality_for
 
     started = started or dt.datetime.now(dt.timezone.utc)
     t0 = t0 if t0 is not None else time.perf_counter()
     timings: dict = {"executor": executor}
-    policy = load_policy(Path(policy_path) if policy_path else (spec.policy or default_policy()))
-    output = Path(out).resolve() if out else spec.output
+    if policy is None:
+        policy = load_policy(Path(policy_path) if policy_path else (spec.policy or default_policy()))
+    output = (output_folder(Path(out).resolve(), "command line", "--out") if out
+              else output_folder(spec.output, spec.where, "output"))
     cache_root = output / ".cache"
-    modality = modality_for(spec)
+    resolve_device(device)      # a device that is not there is a usage error before any data or model is read
+    modality = modality_for(spec, device)
+    base_dir = spec.source_file.parent if spec.source_file is not None else None
     pause_at("data")
-    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality)
+    dataset = load_dataset(spec.data, spec.seed, spec.where, modality, frames, base_dir)
     pause_at("models")
     models, model_info = modality.prepare_models(spec, dataset, cache_root, timings)
     stats = policy.defaults.stats
@@ -115,7 +139,7 @@ def run_parsed(spec: AuditSpec, policy_path=None, out=None, today: dt.date | Non
     if forward_on_ray:
         from .distributed.ray_forward import RayForward
 
-        forward = RayForward(model_info, dataset.n_classes, spec.model.allow_pickle, str(spec.source_file))
+        forward = RayForward(model_info, dataset.n_classes, spec.model.allow_pickle, spec.where)
     pause_at("evidence")
     evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings,
                                       forward)

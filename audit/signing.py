@@ -64,10 +64,8 @@ def keygen(prefix: str | os.PathLike, key_type: KeyType = KeyType.ED25519) -> tu
     pub = private.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)
     # The temp file is created 0600 (mkstemp) before the key bytes go in, so the key is never readable by others.
-    atomic_write_bytes(private_path, pem)
-    os.chmod(private_path, 0o600)
-    atomic_write_bytes(public_path, pub)
-    os.chmod(public_path, 0o644)
+    atomic_write_bytes(private_path, pem, mode=0o600)       # never readable by others, not even for a moment
+    atomic_write_bytes(public_path, pub, mode=0o644)
     return private_path, public_path
 
 

@@ -28,18 +28,24 @@ class FinetuneMethod(str, Enum):
 
 BUILTINS = ("adult", "compas", "german", "rotten_tomatoes", "imdb", "elpv")
 IMAGE_BUILTINS = ("elpv",)
-DATA_SUFFIXES = (".csv", ".parquet", ".jsonl")
-SPLIT_KEYS = {"builtin", "path", "split", "sample", "skip", "label", "text", "template", "positive_label",
-              "mix"}
+SPLIT_KEYS = {"builtin", "path", "hub", "config", "split", "sample", "skip", "label", "text", "template",
+              "positive_label", "mix"}
+SOURCE_KEYS = ("builtin", "path", "hub")
+DICT_SPEC = "audit spec (dict)"
 
 
 @dataclass(frozen=True)
 class SplitSource:
-    """Where one split's rows come from; label/text overrides serve source_eval, which has its own task."""
+    """Where one split's rows come from (exactly one of builtin, path, url, hub, or a DataFrame the caller gives
+    to transfer_audit.run); label/text overrides serve source_eval, which has its own task."""
 
     name: str
     builtin: str | None = None
-    path: Path | None = None
+    path: Path | None = None          # a local file or folder
+    url: str | None = None            # an fsspec URL
+    hub: str | None = None            # a dataset id in the local Hugging Face cache, org/name[@revision]
+    config: str | None = None         # its configuration (subset)
+    frame: bool = False               # rows come from a pandas DataFrame given to transfer_audit.run
     split: str | None = None
     sample: int | None = None
     skip: int = 0
@@ -110,8 +116,14 @@ class AuditSpec:
     checks: dict = field(default_factory=dict)     # check name -> validated config object
     policy: Path | None = None
     output: Path = Path("runs")
-    source_file: Path | None = None
+    source_file: Path | None = None     # None for a spec given as a dict (transfer_audit.run)
+    digest: str | None = None           # sha256 of a dict spec's canonical JSON
     sweep: object = None            # sweep.SweepBlock: the entries of `transfer-audit sweep` (None: not a sweep)
+
+    @property
+    def where(self) -> str:
+        """How error messages name the spec."""
+        return str(self.source_file) if self.source_file is not None else DICT_SPEC
 
 
 def template_fields(template: str) -> list[str]:
@@ -119,43 +131,67 @@ def template_fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def _split(section: Section, key: str, base_dir: Path, required: bool, task=None) -> SplitSource | None:
+def _split(section: Section, key: str, base_dir: Path, required: bool, task=None,
+           provided=frozenset()) -> SplitSource | None:
     if section.data.get(key) is None:
+        if key in provided:
+            return SplitSource(name=key, frame=True)
         if required:
             raise InputError(f"{section.file}: data.{key} is missing. Give it as "
-                             "{builtin: adult, split: train} or {path: data/file.csv}.")
+                             "{builtin: adult, split: train}, {path: data/file.csv} or {hub: org/name, split: "
+                             "train}.")
         return None
     s = section.child(key, SPLIT_KEYS)
     builtin = s.str("builtin", choices=BUILTINS)
-    path = s.str("path")
-    if (builtin is None) == (path is None):
-        raise s.fail("builtin", "exactly one of 'builtin' or 'path'", s.data)
+    path, hub = s.str("path"), s.str("hub")
+    given = [k for k, v in (("builtin", builtin), ("path", path), ("hub", hub)) if v is not None]
+    if key in provided:
+        if given:
+            raise s.fail(given[0], f"absent: data.{key} comes from the DataFrame given to transfer_audit.run",
+                         s.data[given[0]])
+    elif len(given) != 1:
+        raise s.fail("builtin", "exactly one of 'builtin', 'path' or 'hub'", s.data)
     image = task is Task.IMAGE
     if builtin is not None and (builtin in IMAGE_BUILTINS) != image:
         raise s.fail("builtin", f"a builtin for task {(task or Task.TEXT).value}: one of "
                      + ", ".join(b for b in BUILTINS if (b in IMAGE_BUILTINS) == image), builtin)
-    resolved = None
+    resolved, url = None, None
     if path is not None:
-        resolved = (base_dir / path).resolve()
-        if not resolved.exists():
-            raise InputError.make(MSG_MISSING_FILE, where=section.file, field=s.field("path"), value=path)
-        if image and resolved.is_dir():
-            pass                      # a folder of class sub-folders (vision/sources.py)
-        elif resolved.is_dir():
-            if not any(resolved.rglob("*.parquet")):
-                raise s.fail("path", "a .csv, .parquet or .jsonl file, or a folder of Parquet files", path)
-        elif resolved.suffix.lower() not in DATA_SUFFIXES:
-            kinds = " or a folder of class sub-folders" if image else ", or a folder of Parquet files"
-            raise s.fail("path", "a .csv, .parquet or .jsonl file" + kinds, path)
+        resolved, url = _data_path(s, path, base_dir, image)
+    if hub is not None:
+        from .models.references import HUB_ID
+
+        if not HUB_ID.match(hub) or hub.startswith((".", "/")):
+            raise s.fail("hub", "a Hugging Face dataset id, org/name[@revision]", hub)
     template = s.str("template")
     if template is not None:
         _check_template(s, "template", template)
     return SplitSource(
-        name=key, builtin=builtin, path=resolved, split=s.str("split"),
-        sample=s.int("sample", lo=1), skip=s.int("skip", 0, lo=0) or 0, label=s.str("label"),
+        name=key, builtin=builtin, path=resolved, url=url, hub=hub, config=s.str("config"), frame=key in provided,
+        split=s.str("split"), sample=s.int("sample", lo=1), skip=s.int("skip", 0, lo=0) or 0, label=s.str("label"),
         text=s.str("text"), template=template, positive_label=_label_value(s, "positive_label"),
         mix=parse_mix(s),
     )
+
+
+def _data_path(s: Section, path: str, base_dir: Path, image: bool = False) -> tuple[Path | None, str | None]:
+    """(local path, None) or (None, URL); a local path must exist and have a readable format (for an image task
+    a folder may also be a folder of class sub-folders, read by vision/sources.py)."""
+    from .tables import SUPPORTED, file_format, folder_format, is_url
+
+    if is_url(path):
+        if path.startswith("file://"):
+            path = path[len("file://"):]
+        else:
+            return None, path
+    resolved = (base_dir / Path(path).expanduser()).resolve()
+    if not resolved.exists():
+        raise InputError.make(MSG_MISSING_FILE, where=s.file, field=s.field("path"), value=path)
+    if image and resolved.is_dir():
+        return resolved, None
+    if resolved.is_dir() and folder_format(resolved) is None or resolved.is_file() and not file_format(resolved.name):
+        raise s.fail("path", SUPPORTED + (" or a folder of class sub-folders" if image else ""), path)
+    return resolved, None
 
 
 def _label_value(s: Section, key: str) -> str | None:
@@ -180,9 +216,32 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
     """Validate audit.yaml strictly; relative paths resolve against the spec's folder."""
     path = Path(path)
     raw = load_yaml_file(path, "audit spec")
-    file, base_dir = str(path), path.resolve().parent
+    return parse_spec_data(raw, str(path), path.resolve().parent, path.resolve(), checks_registry)
+
+
+def parse_spec_dict(raw: dict, base_dir: Path | None = None, provided=frozenset(), checks_registry=None) -> AuditSpec:
+    """A spec given as a Python dict (transfer_audit.run): relative paths resolve against base_dir (default: the
+    working folder); splits named in `provided` come from DataFrames."""
+    import hashlib
+    import json
+
+    if not isinstance(raw, dict):
+        raise InputError(f"{DICT_SPEC}: the spec must be a mapping of audit spec fields. Got {type(raw).__name__} "
+                         "instead.")
+    try:
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+    except (TypeError, ValueError):
+        digest = None
+    spec = parse_spec_data(raw, DICT_SPEC, (base_dir or Path.cwd()).resolve(), None, checks_registry, provided)
+    from dataclasses import replace
+
+    return replace(spec, digest=digest)
+
+
+def parse_spec_data(raw: dict, file: str, base_dir: Path, source_file: Path | None, checks_registry=None,
+                    provided=frozenset()) -> AuditSpec:
     top = Section(raw, file, "", {"name", "task", "seed", "data", "model", "checks", "policy", "output",
-                                       "sweep"},
+                                   "sweep"},
                   {"name", "data", "model"})
     name = top.str("name")
     if any(c in name for c in "/\\\0") or name.startswith("."):
@@ -191,8 +250,7 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
     seed = top.int("seed", 0, lo=0, hi=2**32 - 1)
 
     d = top.child("data", {"train", "reference", "current", "source_eval", "template", "text", "label",
-                           "positive_label", "sensitive", "features", "image"},
-                {"train", "reference", "current", "label"})
+                           "positive_label", "sensitive", "features", "image"}, {"label"})
     template, text = d.str("template"), d.str("text")
     image = _image_section(d, task, base_dir)
     if image is not None:
@@ -207,9 +265,10 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
     if task is Task.TABULAR and template is None:
         raise d.fail("template", "a template that serialises the tabular columns to text", None)
     data = DataSpec(
-        train=_split(d, "train", base_dir, True, task), reference=_split(d, "reference", base_dir, True, task),
-        current=_split(d, "current", base_dir, True, task),
-        source_eval=_split(d, "source_eval", base_dir, False, task),
+        train=_split(d, "train", base_dir, True, task, provided),
+        reference=_split(d, "reference", base_dir, True, task, provided),
+        current=_split(d, "current", base_dir, True, task, provided),
+        source_eval=_split(d, "source_eval", base_dir, False, task, provided),
         text=text, template=template, label=d.str("label"), positive_label=_label_value(d, "positive_label"),
         sensitive=tuple(d.str_list("sensitive", []) or []), features=tuple(d.str_list("features", []) or []),
         image=image,
@@ -240,7 +299,7 @@ def parse_spec(path: str | Path, checks_registry=None) -> AuditSpec:
 
         sweep = parse_sweep_block(top.child("sweep", {"adapted", "seeds"}), base_dir)
     return AuditSpec(name=name, task=task, seed=seed, data=data, model=model, checks=checks,
-                     policy=policy_path, output=output, source_file=path.resolve(), sweep=sweep)
+                     policy=policy_path, output=output, source_file=source_file, sweep=sweep)
 
 
 def _image_section(d: Section, task: Task, base_dir: Path) -> ImageSpec | None:
@@ -253,14 +312,21 @@ def _image_section(d: Section, task: Task, base_dir: Path) -> ImageSpec | None:
 
 
 def _model_ref(m: Section, key: str, base_dir: Path) -> str | None:
+    """A local folder (made absolute), or a reference resolved when the run starts: package:NAME, an MLflow URI,
+    a Hub id in the local cache (models/references.py)."""
+    from .models.references import HUB_ID, MLFLOW_SCHEMES
+
     value = m.str(key)
-    if value is None or value.startswith("package:"):
+    if value is None or value.startswith(("package:", *MLFLOW_SCHEMES)):
         return value
-    resolved = (base_dir / value).resolve()
-    if not resolved.is_dir():
-        raise InputError.make(MSG_MISSING_FILE if not resolved.exists() else MSG_BAD_VALUE, where=m.file,
-                              field=m.field(key), value=value, expected="a model folder")
-    return str(resolved)
+    resolved = (base_dir / Path(value).expanduser()).resolve()
+    if resolved.is_dir():
+        return str(resolved)
+    if HUB_ID.match(value) and not value.startswith((".", "/", "~")) and not resolved.exists():
+        return value
+    raise InputError.make(MSG_MISSING_FILE if not resolved.exists() else MSG_BAD_VALUE, where=m.file,
+                          field=m.field(key), value=value, expected="a model folder, package:NAME, an MLflow URI "
+                                                                    "or a Hub id (org/name[@revision])")
 
 
 def _parse_checks(top: Section, registry) -> dict:

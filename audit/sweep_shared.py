@@ -19,7 +19,8 @@ def shared_base_evidence(spec, cache_root: Path) -> dict:
     from .tasks.base import Models
 
     modality = modality_for(spec)
-    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality)
+    dataset = load_dataset(spec.data, spec.seed, spec.where, modality,
+                           base_dir=spec.source_file.parent if spec.source_file else None)
     if getattr(modality, "name", None) != "text":     # other modalities load their base their own way: each
         return {"files": 0, "computed": False, "base_sha256": "", "bytes": 0, "payload": {}}   # entry caches it
     where = f"{spec.source_file}: model.base"

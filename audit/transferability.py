@@ -1,7 +1,6 @@
 """`transfer-audit transferability SPEC`: rank candidate base models for a spec's data before fine-tuning."""
 from __future__ import annotations
 
-
 from .data import load_dataset
 from .spec import parse_spec
 from .tasks import modality_for
@@ -14,7 +13,7 @@ def score_base(ref: str, dataset, max_length: int, seed: int, folds: int = 5) ->
     from .transfer_stats import logme
 
     set_threads()
-    path = resolve_base(ref, "--candidate")
+    path = resolve_base(ref, "--candidate")         # a folder, package:NAME, a cached Hub id or an MLflow URI
     train = dataset.splits["train"]
     emb = forward_split(load_encoder(path, field=ref), load_tokenizer(path), train.inputs, max_length, False,
                         what=f"transferability: {ref}")["pooled"]
@@ -24,8 +23,15 @@ def score_base(ref: str, dataset, max_length: int, seed: int, folds: int = 5) ->
 
 
 def rank_candidates(spec_path, candidates) -> list[str]:
+    from .runtime import offline
+
+    with offline():
+        return _rank(spec_path, candidates)
+
+
+def _rank(spec_path, candidates) -> list[str]:
     spec = parse_spec(spec_path)
-    dataset = load_dataset(spec.data, spec.seed, str(spec.source_file), modality_for(spec))
+    dataset = load_dataset(spec.data, spec.seed, spec.where, modality_for(spec), base_dir=spec.source_file.parent)
     refs = [spec.model.base, *candidates]
     rows = sorted((score_base(r, dataset, spec.model.finetune.max_length, spec.seed) for r in refs),
                   key=lambda r: -r["logme"])

@@ -134,7 +134,8 @@ def _model(manifest: dict, model_dir: Path | None, v: Verification) -> None:
     if v.statement is not None:
         subjects = v.statement["subject"]
         if adapted.get("sha256") and subjects_tree_digest(subjects) != adapted["sha256"]:
-            v.fail(ExitCode.OUTPUTS_TAMPERED, "manifest.json: its adapted-model digest differs from the attested subjects")
+            v.fail(ExitCode.OUTPUTS_TAMPERED,
+                   "manifest.json: its adapted-model digest differs from the attested subjects")
     where = model_dir or (Path(adapted["path"]) if adapted.get("path") and os.path.isdir(adapted["path"]) else None)
     if where is None:
         v.notes.append("model not checked: its recorded folder is not on this machine; pass --model DIR")

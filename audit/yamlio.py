@@ -1,11 +1,17 @@
-"""Strict YAML: safe_load semantics, duplicate keys rejected, errors that name file, line and key."""
+"""Strict YAML: safe_load semantics, duplicate keys rejected, errors that name file, line and key. Numbers follow
+YAML 1.2 (2e-5, 1E3 and .5 are floats; PyYAML alone follows YAML 1.1, where 2e-5 is a string)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import MSG_BAD_FILE, MSG_MISSING_FILE, InputError
 
 MAX_YAML_BYTES = 1 << 20
+# YAML 1.2 core schema floats: optional sign, digits with an optional point or a point with digits, optional
+# exponent with an optional sign. Whole numbers without point or exponent stay ints (PyYAML's int resolver).
+YAML12_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                          r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
 def _strict_loader():
@@ -28,6 +34,13 @@ def _strict_loader():
 
     StrictLoader.construct_mapping_orig = yaml.SafeLoader.construct_mapping
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    # Replace YAML 1.1's float pattern (it needs a point and a signed exponent) with YAML 1.2's. The resolver
+    # table is per first character; copying it keeps yaml.SafeLoader itself unchanged.
+    float_tag = "tag:yaml.org,2002:float"
+    StrictLoader.yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag != float_tag]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    StrictLoader.add_implicit_resolver(float_tag, YAML12_FLOAT, list("-+0123456789."))
     return StrictLoader
 
 
@@ -49,9 +62,10 @@ def load_yaml_file(path: str | Path, what: str) -> dict:
     except UnicodeDecodeError as e:
         raise InputError.make(MSG_BAD_FILE, where=str(path), field="(file)", value=str(path),
                               reason=f"not UTF-8 at byte {e.start}") from None
-    loader = _strict_loader()(text)
-    loader.name = str(path)
+    loader = None
     try:
+        loader = _strict_loader()(text)      # the reader rejects control characters here already
+        loader.name = str(path)
         data = loader.get_single_data()
     except InputError:
         raise
@@ -59,9 +73,13 @@ def load_yaml_file(path: str | Path, what: str) -> dict:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if mark is None and isinstance(e, yaml.reader.ReaderError):
+            char = e.character if isinstance(e.character, str) else f"U+{int(e.character):04X}"
+            problem = f"character {char} at position {e.position} is not allowed in YAML (is it a binary file?)"
         raise InputError(f"{path}: malformed YAML{where}: {problem}. Fix the syntax and run again.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise InputError(f"{path}: the file is empty. Expected a YAML mapping of {what} fields.")
     if not isinstance(data, dict):

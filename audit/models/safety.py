@@ -78,6 +78,26 @@ def check_safetensors(path: Path) -> int:
     return params
 
 
+def cache_blobs(folder: Path) -> Path | None:
+    """The blobs/ folder of the HF cache repo a snapshot folder belongs to (resolved), else None."""
+    from .references import cache_repo_of
+
+    cached = cache_repo_of(folder.absolute())
+    return (cached[0] / "blobs").resolve() if cached else None
+
+
+def check_link(link: Path, blobs: Path | None, rel: str, folder: Path, field: str) -> None:
+    """A symbolic link is accepted only in an HF cache snapshot, pointing at a plain file in the same repo's
+    blobs/ (how huggingface_hub stores files); anything else could make us read files outside the model."""
+    target = link.resolve()
+    if blobs is not None and target.parent == blobs and target.is_file() and not target.is_symlink():
+        return
+    where = ("outside its cache repo's blobs/ folder" if blobs is not None
+             else "and model folders outside a Hugging Face cache snapshot must hold plain files")
+    raise UnsafeArtifactError(f"{field}: {rel!r} in {folder} is a symbolic link to {str(target)!r}, {where} "
+                              "(links can point anywhere on this machine).")
+
+
 def check_model_dir(folder: Path, allow_pickle: bool, field: str) -> dict:
     """Refuse what could run code; returns {'pickle_accepted': bool, 'weights': [names]}."""
     if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
@@ -86,14 +106,14 @@ def check_model_dir(folder: Path, allow_pickle: bool, field: str) -> dict:
     if not folder.is_dir():
         raise InputError(f"{field}: {str(folder)!r} is not a model folder.")
     weights, pickles = [], []
+    blobs = cache_blobs(folder)
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
         if rel.startswith(".git/") or rel == ".git" or "/.cache" in f"/{rel}":
             continue
         if p.is_symlink():
-            raise UnsafeArtifactError(f"{field}: {rel!r} in {folder} is a symbolic link; model folders must hold "
-                                      "plain files (links can point outside the folder).")
-        if p.is_dir():
+            check_link(p, blobs, rel, folder, field)
+        elif p.is_dir():
             continue
         if p.suffix == ".py":
             raise UnsafeArtifactError.make(MSG_UNSAFE_CODE, where=field, value=str(folder),

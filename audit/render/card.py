@@ -21,8 +21,21 @@ def dataset_id(source: str) -> str:
     """A Hub-style dataset name from a split's source: builtin:adult/test -> adult; /data/loans.csv -> loans."""
     if source.startswith("builtin:"):
         return source[len("builtin:"):].split("/")[0]
+    if source.startswith("hf:"):
+        return card_dataset(source)
     path = PurePosixPath(source.replace("\\", "/"))
     return path.stem if path.suffix else path.name
+
+
+def card_dataset(source: str) -> str:
+    """The dataset name the card's front matter gives a split's source: a Hub dataset id for hf:org/name/...,
+    builtin:NAME for shipped data, a file's stem otherwise (never a folder path)."""
+    if source.startswith("hf:"):
+        parts = source[len("hf:"):].split("/")
+        return "/".join(parts[:2]).split("@")[0]
+    if source.startswith("builtin:"):
+        return source.split("/")[0]
+    return dataset_id(source)
 
 
 def eval_results(results: dict) -> str:
@@ -57,7 +70,7 @@ def front_matter(results: dict) -> str:
         meta["license"] = models["base"]["license"]
     meta["base_model"] = models.get("base", {}).get("hub_id") or models.get("base", {}).get("name")
     meta["base_model_relation"] = adapted.get("relation", "finetune")
-    datasets = sorted({d["source"].split("/")[0] for d in data.values()})
+    datasets = sorted({card_dataset(d["source"]) for d in data.values()})
     meta["datasets"] = datasets
     pipeline = "image-classification" if results["audit"]["task"] == "image-classification" else "text-classification"
     meta["pipeline_tag"] = pipeline
@@ -69,8 +82,8 @@ def front_matter(results: dict) -> str:
         "name": results["audit"]["name"],
         "results": [{
             "task": {"type": pipeline},
-            "dataset": {"name": current.get("source", "current split"), "type": current.get("source", "").split("/")[0],
-                        "split": "current"},
+            "dataset": {"name": current.get("source", "current split"),
+                        "type": card_dataset(current.get("source", "")), "split": "current"},
             "metrics": [{"type": HF_METRIC[m["metric"]][0], "name": HF_METRIC[m["metric"]][1],
                          "value": round(m["value"], 4) if m["value"] is not None else None} for m in metrics],
         }],

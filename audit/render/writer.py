@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ..fileio import atomic_write_text
@@ -18,6 +19,15 @@ ARTIFACTS = {
 }
 
 
+# Characters XML 1.0 forbids anywhere (even escaped): C0 controls but tab, newline and return; surrogates; FFFE/FFFF.
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """A group or feature name with a control character must not make junit.xml unparseable for CI."""
+    return XML_FORBIDDEN.sub("\ufffd", text)
+
+
 def render_one(name: str, results: dict, timings: dict | None = None) -> str:
     template, kind = ARTIFACTS[name]
     context = build_context(results, timings)
@@ -30,7 +40,8 @@ def render_one(name: str, results: dict, timings: dict | None = None) -> str:
 
         context["compliance"] = compliance_sections(results)
     env = html_env() if kind == "html" else md_env()
-    return env.get_template(template).render(**context)
+    text = env.get_template(template).render(**context)
+    return xml_safe(text) if name == "junit.xml" else text
 
 
 def render_all(results: dict, out_dir: Path, timings: dict | None = None) -> list[str]:

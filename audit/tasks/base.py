@@ -52,6 +52,7 @@ class Models:
     processor: object            # what turns inputs into tensors (a tokenizer, an image processor)
     probe: object = None         # M1's head: a fitted sklearn pipeline on the base's pooled embeddings
     pickle_accepted: bool = False
+    pooling: tuple = ("mean",)   # how the base pools token states (its sentence-transformers config, if any)
 
     def with_probe(self, probe) -> Models:
         return replace(self, probe=probe)

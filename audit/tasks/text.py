@@ -30,8 +30,9 @@ class TextModality:
     unit_name = "word"
     control_features_name = "TF-IDF"
 
-    def __init__(self, max_length: int = 128):
+    def __init__(self, max_length: int = 128, device: str = "auto"):
         self.max_length = max_length
+        self.device = device          # a --device value; resolved (torch imported) when models load
 
     # ---- rows -> inputs ---------------------------------------------------------------------------------------
     def read_inputs(self, frame, src, data, spec_file: str) -> list[str]:
@@ -66,53 +67,70 @@ class TextModality:
 
     # ---- models -----------------------------------------------------------------------------------------------
     def prepare_models(self, spec, dataset, cache_root: Path, timings: dict) -> tuple[Models, dict]:
-        """Load the base; load or fine-tune (cached by content) the adapted model."""
+        """Load the base; load or fine-tune (cached by content) the adapted model; both on self.device."""
         from ..fileio import sha256_tree
         from ..models.finetune import cached_finetune, finetune, finetune_key, recipe_record
-        from ..models.loading import load_classifier, load_encoder, load_tokenizer, resolve_base, set_threads
+        from ..models.loading import load_classifier, load_encoder, load_tokenizer, pooling_modes
         from ..models.provenance import model_card_facts
+        from ..models.references import resolve_model
+        from ..runtime import precision_tag, resolve_device, set_threads
 
         set_threads()
+        device = resolve_device(self.device)
+        precision = precision_tag(device)
         t = time.perf_counter()
-        where = str(spec.source_file)
-        base_path = resolve_base(spec.model.base, f"{where}: model.base")
+        where = spec.where
+        base_ref = resolve_model(spec.model.base, f"{where}: model.base", cache_root)
+        base_path = base_ref.path
         base = load_encoder(base_path, spec.model.allow_pickle, field=f"{where}: model.base")
         tokenizer = load_tokenizer(base_path)
-        info = {"base": {"ref": spec.model.base, "path": str(base_path), "sha256": sha256_tree(base_path),
-                         **model_card_facts(base_path)}}
+        pooling = pooling_modes(base_path)
+        info = {"base": {"ref": _shown_ref(spec.model.base, base_ref), "path": str(base_path),
+                         "sha256": sha256_tree(base_path), **_hub_facts(base_ref), **model_card_facts(base_path)}}
+        if pooling != ("mean",):
+            info["base"]["pooling"] = "+".join(pooling)
         if spec.model.adapted is not None:
-            adapted_path = Path(spec.model.adapted)
-            info["adapted"] = {"ref": spec.model.adapted, "source": "given"}
+            adapted_ref = resolve_model(spec.model.adapted, f"{where}: model.adapted", cache_root)
+            adapted_path = adapted_ref.path
+            info["adapted"] = {"ref": _shown_ref(spec.model.adapted, adapted_ref), "source": "given",
+                               **_hub_facts(adapted_ref)}
         else:
             train = dataset.splits["train"]
             seed = spec.model.finetune.seed_or(spec.seed)
-            key = finetune_key(info["base"]["sha256"], train.digest, dataset.classes, spec.model.finetune, seed)
+            key = finetune_key(info["base"]["sha256"], train.digest, dataset.classes, spec.model.finetune, seed,
+                               precision)
             adapted_path = cached_finetune(cache_root, key)
             if adapted_path is not None:
                 say(f"fine-tuned model found in cache: {adapted_path}")
             else:
                 t_ft = time.perf_counter()
                 adapted_path = finetune(base_path, tokenizer, train.inputs, train.y, dataset.classes,
-                                        spec.model.finetune, seed, cache_root, key)
+                                        spec.model.finetune, seed, cache_root, key, device)
                 timings["finetune_s"] = round(time.perf_counter() - t_ft, 2)
             info["adapted"] = {"ref": None, "source": "fine-tuned by transfer-audit",
                                "recipe": recipe_record(spec.model.finetune, seed, len(train))}
         adapted, relation, pickled = load_classifier(adapted_path, base_path, dataset.n_classes,
                                                      spec.model.allow_pickle, field=f"{where}: model.adapted")
         info["adapted"].update({"path": str(adapted_path), "sha256": sha256_tree(adapted_path), "relation": relation})
+        base, adapted = base.to(device), adapted.to(device)
         timings["models_s"] = round(time.perf_counter() - t, 2)
-        return Models(self, base, adapted, tokenizer, pickle_accepted=pickled), info
+        timings["device"] = str(device) + (f" ({precision.split('-', 1)[1]} autocast)" if precision else "")
+        return Models(self, base, adapted, tokenizer, pickle_accepted=pickled, pooling=pooling), info
 
     # ---- the forward pass -------------------------------------------------------------------------------------
     def cache_key(self) -> tuple:
-        return (self.max_length,)
+        """max_length, and off the CPU the device and its autocast precision (CPU keys stay as they were)."""
+        from ..runtime import precision_tag, resolve_device
+
+        tag = precision_tag(resolve_device(self.device)) if self.device != "cpu" else None
+        return (self.max_length,) + ((tag,) if tag else ())
 
     def forward(self, models: Models, which: str, inputs, *, layer_rows: int = 0, what: str = "inference") -> dict:
         from .text_inference import forward_split
 
         model = models.adapted if which == "adapted" else models.base
         return forward_split(model, models.processor, inputs, self.max_length, which == "adapted", layer_rows,
-                             what=what)
+                             what=what, pooling=models.pooling if which == "base" else ("mean",))
 
     # ---- controls and descriptors -----------------------------------------------------------------------------
     def input_controls(self, train, seed: int) -> dict:
@@ -162,8 +180,9 @@ class TextModality:
         from .text_attribution import ProbeClassifier
 
         w, b = probe_as_linear(models.probe)
+        probe = ProbeClassifier(models.base, w, b, models.pooling)
         return {ModelRole.ADAPTED.value: _Explainer(models.adapted, models.processor),
-                ModelRole.BASE_PROBE.value: _Explainer(ProbeClassifier(models.base, w, b), models.processor)}
+                ModelRole.BASE_PROBE.value: _Explainer(probe, models.processor)}
 
     def attribute(self, module, inputs, targets, schedule, tolerance: float, what: str):
         from .text_attribution import attribute_many
@@ -201,6 +220,18 @@ class TextModality:
         return (f"LayerIntegratedGradients on the embedding layer, {n} label-stratified examples of the current "
                 f"split, baseline [CLS] [PAD]... [SEP]; steps tried per example: {', '.join(map(str, schedule))} "
                 f"until |delta| <= {tolerance:.0%} of |F(x) - F(baseline)|.")
+
+
+def _shown_ref(ref: str, resolved) -> str:
+    """What results.json keeps as the reference: package:NAME, a Hub id or URI as given, a folder by its name
+    (or its Hub id when it is a cache snapshot), never an absolute path."""
+    from ..models.references import RefKind
+
+    return resolved.name if resolved.kind is RefKind.FOLDER else ref
+
+
+def _hub_facts(resolved) -> dict:
+    return {k: v for k, v in (("hub_id", resolved.hub_id), ("revision", resolved.revision)) if v}
 
 
 class _Explainer:

@@ -16,10 +16,13 @@ from .base import Attribution
 
 
 class ProbeClassifier:
-    """Frozen base encoder + mean pooling + the probe's linear head, as one torch module (M1 for captum)."""
+    """Frozen base encoder + its pooling + the probe's linear head, as one torch module (M1 for captum), on the
+    encoder's device."""
 
-    def __new__(cls, encoder, weight: np.ndarray, bias: np.ndarray):
+    def __new__(cls, encoder, weight: np.ndarray, bias: np.ndarray, pooling=("mean",)):
         import torch
+
+        from .text_inference import pool
 
         class _Probe(torch.nn.Module):
             def __init__(self):
@@ -38,10 +41,9 @@ class ProbeClassifier:
 
             def forward(self, input_ids, attention_mask):
                 hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-                m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                return self.head((hidden * m).sum(1) / m.sum(1).clamp(min=1.0))
+                return self.head(pool(hidden, attention_mask, pooling))
 
-        return _Probe().eval()
+        return _Probe().to(next(encoder.parameters()).device).eval()
 
 
 def embedding_layer(model):
@@ -65,7 +67,7 @@ def baseline_ids(input_ids, tokenizer):
     import torch
 
     special = set(tokenizer.all_special_ids) - {tokenizer.pad_token_id}
-    keep = torch.tensor([[i in special for i in row] for row in input_ids.tolist()])
+    keep = torch.tensor([[i in special for i in row] for row in input_ids.tolist()], device=input_ids.device)
     return torch.where(keep, input_ids, torch.full_like(input_ids, tokenizer.pad_token_id or 0))
 
 
@@ -76,6 +78,7 @@ def attribute_one(model, tokenizer, input_ids, target: int | None, schedule=(8, 
     from captum.attr import LayerIntegratedGradients
 
     forward = logits_fn(model)
+    input_ids = input_ids.to(next(model.parameters()).device)      # a no-op on the CPU
     mask = torch.ones_like(input_ids)
     base = baseline_ids(input_ids, tokenizer)
     with torch.inference_mode():
@@ -89,7 +92,7 @@ def attribute_one(model, tokenizer, input_ids, target: int | None, schedule=(8, 
         attr = lig.attribute(input_ids, baselines=base, target=target, additional_forward_args=(mask,),
                              n_steps=steps, method=method, internal_batch_size=steps)
         passes += steps
-        scores = attr.sum(-1)[0].detach().numpy().astype(np.float64)
+        scores = attr.sum(-1)[0].detach().cpu().numpy().astype(np.float64)
         delta = float(scores.sum() - gap)
         converged = abs(delta) <= tolerance * max(abs(gap), 1e-8)
         if converged:

@@ -47,19 +47,19 @@ def ig_embedding(forward, layer, ids, emb_x, emb_b, targets, steps: int):
     alphas, weights = gauss_legendre(steps)
     k, length, width = emb_x.shape
     diff = emb_x - emb_b                                               # (k, L, H)
-    a = torch.as_tensor(alphas, dtype=emb_x.dtype).view(1, steps, 1, 1)
+    a = torch.as_tensor(alphas, dtype=emb_x.dtype, device=emb_x.device).view(1, steps, 1, 1)
     points = (emb_b.unsqueeze(1) + a * diff.unsqueeze(1)).reshape(k * steps, length, width).requires_grad_(True)
     hook = layer.register_forward_hook(lambda m, i, o: points)
     try:
         with torch.enable_grad():
             rows = ids.repeat_interleave(steps, 0)
             logits = forward(rows, torch.ones_like(rows))
-            target = torch.as_tensor(targets).repeat_interleave(steps)
+            target = torch.as_tensor(targets, device=logits.device).repeat_interleave(steps)
             chosen = logits.gather(1, target.view(-1, 1)).sum()
             grads = torch.autograd.grad(chosen, points)[0].reshape(k, steps, length, width)
     finally:
         hook.remove()
-    w = torch.as_tensor(weights, dtype=grads.dtype).view(1, steps, 1, 1)
+    w = torch.as_tensor(weights, dtype=grads.dtype, device=grads.device).view(1, steps, 1, 1)
     return ((grads * w).sum(1) * diff).detach()
 
 
@@ -70,14 +70,15 @@ def attribute_bucket(model, tokenizer, ids, targets, rungs, tolerance: float, ma
     from .text_attribution import baseline_ids, embedding_layer, logits_fn
 
     forward, layer = logits_fn(model), embedding_layer(model)
+    ids = ids.to(next(model.parameters()).device)       # a no-op on the CPU
     base = baseline_ids(ids, tokenizer)
     fx, emb_x = _captured_forward(forward, layer, ids)
     one_base = bool((base == base[:1]).all())
     fb, emb_b = _captured_forward(forward, layer, base[:1] if one_base else base)
     k = ids.shape[0]
     targets = [int(fx[i].argmax()) if t is None else int(t) for i, t in enumerate(targets)]
-    rows = torch.arange(k)
-    gaps = (fx[rows, targets] - fb[rows * (not one_base), targets]).numpy().astype(np.float64)
+    rows = torch.arange(k, device=fx.device)
+    gaps = (fx[rows, targets] - fb[rows * (not one_base), targets]).cpu().numpy().astype(np.float64)
     emb_b = emb_b.expand(k, -1, -1) if one_base else emb_b
     result = [None] * k
     passes = np.full(k, 2, dtype=np.int64)          # F(x), F(baseline), as captum counts them (one row each)
@@ -88,12 +89,12 @@ def attribute_bucket(model, tokenizer, ids, targets, rungs, tolerance: float, ma
             chunk = pending[start:start + per]
             full = ig_embedding(forward, layer, ids[chunk], emb_x[chunk], emb_b[chunk], [targets[i] for i in chunk],
                                 steps)
-            scores = full.sum(-1).numpy().astype(np.float64)
+            scores = full.sum(-1).cpu().numpy().astype(np.float64)
             for j, i in enumerate(chunk):
                 passes[i] += steps
                 delta = float(scores[j].sum() - gaps[i])
                 result[i] = (scores[j], delta, steps, abs(delta) <= tolerance * max(abs(gaps[i]), 1e-8),
-                             full[j].numpy())
+                             full[j].cpu().numpy())
         pending = [i for i in pending if not result[i][3]]
         if not pending:
             break
@@ -123,10 +124,11 @@ def quality_scores(model, tokenizer, text: str, attribution: Attribution, max_le
     torch.manual_seed(seed)
     forward, layer = logits_fn(model), embedding_layer(model)
     ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"]
+    ids = ids.to(next(model.parameters()).device)       # a no-op on the CPU
     _, emb_x = _captured_forward(forward, layer, ids)
     _, emb_b = _captured_forward(forward, layer, baseline_ids(ids, tokenizer))
     scale = float(emb_x.std())
-    phi = torch.as_tensor(attribution.embedding_scores).unsqueeze(0)
+    phi = torch.as_tensor(attribution.embedding_scores, device=emb_x.device).unsqueeze(0)
     target = attribution.target
 
     def f(emb):

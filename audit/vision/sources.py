@@ -66,13 +66,14 @@ def folder_source(root: str | Path, label: str = "label", where: str | None = No
 
 
 def table_source(table: str | Path, path_column: str = PATH_COLUMN, where: str | None = None):
-    """A CSV/Parquet/JSONL table with an image path column; relative paths resolve against the table's folder
-    and become absolute in the returned frame. Every file must exist (checked now, decoded later)."""
-    from ..data import _read_file
+    """A table (CSV, TSV, Parquet, JSONL, compressed; see tables.py) with an image path column; relative paths resolve
+    against the table's folder and become absolute in the returned frame. Every file must exist (checked now, decoded
+    later)."""
+    from ..data import read_file
 
     table = Path(table)
     where = where or str(table)
-    df = _read_file(table, where, "path")
+    df = read_file(table, where, "path", (path_column,))
     if path_column not in df.columns:
         raise InputError(f"{where}: the image path column {path_column!r} is not in {table.name}. "
                          f"Columns: {', '.join(map(str, df.columns))}.")
