@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AuditError, ExitCode
+from .executor import Executor
 
 DEMO = "adult-income"
 VERIFY_CODES = ("Exit codes: 0 verified, 2 usage error (no run folder, unreadable key), 10 results or another output "
@@ -52,6 +53,12 @@ def _tolerance(text: str):
     return metric or None, number
 
 
+def _add_executor(parser, what: str) -> None:
+    parser.add_argument("--executor", choices=[e.value for e in Executor], default=Executor.LOCAL.value, help=what)
+    parser.add_argument("--address", help="Ray cluster address (auto, HOST:PORT, ray://HOST:PORT; default: a local "
+                                          "instance started for this command)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="transfer-audit", description=(
         "Audit a transfer-learned classifier next to its frozen base (with a linear probe) and a "
@@ -67,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (overrides the spec's)")
     r.add_argument("--allow-pickle", action="store_true",
                    help="accept pickle weights (loaded with weights_only=True; the verdict is marked unsafe)")
+    _add_executor(r, "local: in this process; ray: the forward passes on Ray Data actors (same results.json)")
     _add_run_options(r)
     d = sub.add_parser("demo", help="run a shipped example audit (default: UCI Adult on MiniLM); writes to ./runs")
     d.add_argument("example", nargs="?", default=DEMO, help=f"which example (default: {DEMO})")
@@ -111,10 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("spec")
     sw.add_argument("--adapted", nargs="+", default=[], metavar="DIR_OR_ID",
                     help="adapted models to audit (replaces the spec's sweep: block)")
-    sw.add_argument("--executor", choices=["local", "ray"], default="local",
-                    help="local: one entry after another in this process; ray: entries as Ray tasks")
-    sw.add_argument("--address", help="Ray cluster address (auto, HOST:PORT, ray://HOST:PORT; default: a local "
-                                      "instance started for this command)")
+    _add_executor(sw, "local: one entry after another in this process; ray: entries as Ray tasks")
     sw.add_argument("--cpus-per-entry", type=float, default=1.0, help="CPUs each Ray task requests (default 1)")
     sw.add_argument("--policy", help="policy file (overrides the spec's)")
     sw.add_argument("--out", help="output folder (overrides the spec's)")
@@ -173,7 +178,9 @@ def _cmd_run(args, spec) -> int:
 
         signer = load_signer(args.sign_key)   # before the audit: a bad key should not cost a whole run
     outcome = run_audit(spec, policy_path=getattr(args, "policy", None), out=args.out,
-                        allow_pickle=getattr(args, "allow_pickle", False), signer=signer, device=args.device)
+                        allow_pickle=getattr(args, "allow_pickle", False), signer=signer, device=args.device,
+                        executor=Executor(getattr(args, "executor", Executor.LOCAL.value)),
+                        address=getattr(args, "address", None))
     (_print_json if args.output_format == "json" else _print_verdict)(outcome)
     return outcome.exit_code
 
@@ -280,7 +287,7 @@ def _cmd_diff(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from .sweep import Executor, run_sweep
+    from .sweep import run_sweep
 
     outcome = run_sweep(args.spec, args.adapted, Executor(args.executor), args.address, args.policy, args.out,
                         args.cpus_per_entry)

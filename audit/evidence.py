@@ -68,23 +68,53 @@ def forward_cache_path(cache_dir: Path, model_digest: str, modality, which: str,
 def cached_forward(cache_dir: Path, model_digest: str, models, which: str, split, layer_rows: int, what: str,
                    stats: dict) -> dict:
     """modality.forward on one split, or its stored result when the same model has seen the same rows."""
-    path = forward_cache_path(cache_dir, model_digest, models.modality, which, split.digest, layer_rows)
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                out = _unpack({k: z[k] for k in z.files})
-            stats["cache_hits"] = stats.get("cache_hits", 0) + 1
-            return out
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
+    return cached_forwards(cache_dir, models, {0: (which, model_digest, split, layer_rows, what)}, stats)[0]
+
+
+def cached_forwards(cache_dir: Path, models, jobs: dict, stats: dict, forward=None) -> dict:
+    """Outputs of the audit's models on their splits, jobs = {key: (which, model_digest, split, layer_rows, what)}:
+    stored results where the same model has seen the same rows, the rest computed by modality.forward one at a
+    time, or by `forward.many` (another executor) all in one go."""
+    out, todo = {}, {}
+    for key, (which, digest, split, layer_rows, _what) in jobs.items():
+        path = forward_cache_path(cache_dir, digest, models.modality, which, split.digest, layer_rows)
+        out[key] = _load_cached(path, stats)
+        if out[key] is None:
+            todo[key] = path
+    if not todo:
+        return out
     t = time.perf_counter()
-    out = models.modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
-    seconds = round(time.perf_counter() - t, 3)
-    stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": seconds})
-    out = _unpack(_pack(out))
-    buf = io.BytesIO()
-    np.savez(buf, **_pack(out))
-    atomic_write_bytes(path, buf.getvalue())
+    if forward is None:
+        for key in todo:
+            which, _, split, layer_rows, what = jobs[key]
+            out[key] = models.modality.forward(models, which, split.inputs, layer_rows=layer_rows, what=what)
+            seconds = round(time.perf_counter() - t, 3)
+            stats.setdefault("forward", []).append({"what": what, "rows": len(split), "seconds": seconds})
+            t = time.perf_counter()
+    else:
+        done = forward.many(models, [(jobs[k][0], jobs[k][2].inputs, jobs[k][3], jobs[k][4]) for k in todo])
+        out.update(zip(todo, done))
+        stats.setdefault("forward", []).append({"what": "; ".join(jobs[k][4] for k in todo),
+                                                "rows": sum(len(jobs[k][2]) for k in todo),
+                                                "seconds": round(time.perf_counter() - t, 3)})
+    for key, path in todo.items():
+        out[key] = _unpack(_pack(out[key]))
+        buf = io.BytesIO()
+        np.savez(buf, **_pack(out[key]))
+        atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def _load_cached(path: Path, stats: dict) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = _unpack({k: z[k] for k in z.files})
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)      # a corrupt cache entry is recomputed, never trusted
+        return None
+    stats["cache_hits"] = stats.get("cache_hits", 0) + 1
     return out
 
 
@@ -112,8 +142,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: int, stats_seed: int,
-                   timings: dict):
-    """One forward pass per model and split, then the base probe (M1) and the controls (M0).
+                   timings: dict, forward=None):
+    """One forward pass per model and split (modality.forward, or `forward` on another executor), then the base
+    probe (M1) and the controls (M0). `forward` has .many(models, [(which, inputs, layer_rows, what)]) -> outputs.
     Returns the Evidence and the models with the fitted probe attached (for the checks that need models)."""
     from .controls import build_controls
     from .models.baselines import fit_probe
@@ -124,11 +155,13 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
     splits = [s for s in ("train", "reference", "current", "source_eval") if s in dataset.splits]
     eval_splits = [s for s in ("reference", "current") if s in dataset.splits]
     emb, layers, logits, layer_names = {"base": {}, "adapted": {}}, {}, {}, None
+    jobs = {(which, s): (which, model_info[which]["sha256"], dataset.splits[s],
+                         LAYER_SAMPLE if s == "reference" else 0, f"{which} model on {s}")
+            for which, names in (("base", splits), ("adapted", [s for s in splits if s != "train"])) for s in names}
+    outs = cached_forwards(evidence_dir, models, jobs, stats, forward)
     for which, names in (("base", splits), ("adapted", [s for s in splits if s != "train"])):
         for split in names:
-            rows = LAYER_SAMPLE if split == "reference" else 0
-            out = cached_forward(evidence_dir, model_info[which]["sha256"], models, which, dataset.splits[split],
-                                 rows, f"{which} model on {split}", stats)
+            out = outs[(which, split)]
             emb[which][split] = out["pooled"]
             if which == "adapted":
                 logits[split] = out["logits"]

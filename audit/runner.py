@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .checks import CHECKS
 from .data import load_dataset
+from .executor import Executor
 from .gate import gate
 from .packaged import default_policy
 from .policy import load_policy
@@ -58,11 +59,12 @@ def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: d
 
 def run_audit(spec: str | Path | AuditSpec, policy_path: str | Path | None = None, out: str | Path | None = None,
               allow_pickle: bool = False, today: dt.date | None = None, signer=None, device: str = "auto",
-              frames: dict | None = None, policy=None) -> RunOutcome:
+              frames: dict | None = None, policy=None, executor: Executor = Executor.LOCAL,
+              address: str | None = None) -> RunOutcome:
     """One audit; signer (signing.load_signer) signs attestation.intoto.json, which is written either way.
     `spec` is a spec file or a parsed AuditSpec; `frames` the DataFrames of splits a dict spec leaves out;
     `policy` an already parsed Policy (else policy_path, the spec's policy, or the shipped default); `device` a
-    --device value."""
+    --device value; executor RAY runs the forward passes on Ray (at `address`, or a local instance)."""
     from .runtime import check_device
 
     check_device(device)
@@ -78,23 +80,39 @@ def run_audit(spec: str | Path | AuditSpec, policy_path: str | Path | None = Non
         from dataclasses import replace
 
         spec = replace(spec, model=replace(spec.model, allow_pickle=True))
-    return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0, device=device, frames=frames,
-                      policy=policy)
+    if executor is Executor.LOCAL:
+        if address is not None:
+            from .errors import InputError
+
+            raise InputError(f"command line: --address {address!r} needs --executor ray.")
+        return run_parsed(spec, policy_path, out, today, signer, started=started, t0=t0, device=device,
+                          frames=frames, policy=policy)
+    from .distributed.ray_forward import RayForward
+    from .distributed.ray_runtime import ray_session
+    from .tasks import modality_for
+
+    RayForward.supports(modality_for(spec, device))     # before Ray starts: an image spec or a GPU is a usage error
+    with ray_session(address):
+        return run_parsed(spec, policy_path, out, today, signer, executor=executor.value, started=started, t0=t0,
+                          device=device, frames=frames, policy=policy, forward_on_ray=True)
 
 
 def run_parsed(spec: AuditSpec, policy_path=None, out=None, today: dt.date | None = None, signer=None,
                run_parent: Path | None = None, executor: str = "local", started=None, t0=None, device: str = "auto",
-               frames: dict | None = None, policy=None) -> RunOutcome:
+               frames: dict | None = None, policy=None, forward_on_ray: bool = False) -> RunOutcome:
     """One audit of a parsed spec (a sweep entry's spec, too). The cache lives under the output folder;
     run_parent (default: the output folder) is where the run folder goes; executor goes to manifest.json. The
-    Hugging Face offline switches hold for the run and are restored after it."""
+    Hugging Face offline switches hold for the run and are restored after it. forward_on_ray: the forward passes
+    run on the connected Ray cluster (distributed.ray_forward)."""
     from .runtime import offline
 
     with offline():
-        return _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy)
+        return _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy,
+                    forward_on_ray)
 
 
-def _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy):
+def _run(spec, policy_path, out, today, signer, run_parent, executor, started, t0, device, frames, policy,
+         forward_on_ray):
     from .evidence import build_evidence
     from .fileio import output_folder
     from .outputs import assemble_results, write_outputs
@@ -117,8 +135,14 @@ def _run(spec, policy_path, out, today, signer, run_parent, executor, started, t
     pause_at("models")
     models, model_info = modality.prepare_models(spec, dataset, cache_root, timings)
     stats = policy.defaults.stats
+    forward = None
+    if forward_on_ray:
+        from .distributed.ray_forward import RayForward
+
+        forward = RayForward(model_info, dataset.n_classes, spec.model.allow_pickle, spec.where)
     pause_at("evidence")
-    evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings)
+    evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings,
+                                      forward)
     pause_at("checks")
     check_results = run_checks(spec, evidence, models, stats, timings)
     measurements = [m for r in check_results for m in r.measurements]

@@ -10,21 +10,16 @@ import datetime as dt
 import time
 import traceback
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from .errors import AuditError, ExitCode, InputError
+from .executor import Executor
 from .progress import say
 from .sweep_plan import SweepEntry, entry_spec, plan_entries
 
 SWEEP_JSON, SWEEP_HTML = "sweep.json", "sweep.html"
 KEY_METRICS = ("performance.macro_f1", "performance.accuracy", "performance.roc_auc")
 VERDICT_RANK = {"PASS": 0, "WARN": 1, "INCONCLUSIVE": 2, "FAIL": 3}       # entries that did not run rank last
-
-
-class Executor(str, Enum):
-    LOCAL = "local"
-    RAY = "ray"
 
 
 @dataclass

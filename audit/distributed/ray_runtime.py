@@ -54,6 +54,16 @@ def init_kwargs() -> dict:
             "runtime_env": {"worker_process_setup_hook": WORKER_SETUP}}
 
 
+def quiet_ray_data() -> None:
+    """Ray Data's own progress bars and info logs off: this tool's progress line says how far a pass is."""
+    import logging
+
+    import ray
+
+    ray.data.DataContext.get_current().enable_progress_bars = False     # first: importing ray.data sets its logging
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
 def connect(address: str | None) -> bool:
     """Join the cluster at `address`, or start a local instance when address is None and Ray is not already up.
     Returns True when this call started or joined Ray (the caller then shuts it down)."""

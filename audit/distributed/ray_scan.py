@@ -41,11 +41,10 @@ def without_fsspec_http() -> None:
 def scan_ray(spec: ScanSpec, actors: int = 2, batch_size: int = READ_ROWS) -> PredictionStats:
     import ray
 
-    without_fsspec_http()
-    import logging
+    from .ray_runtime import quiet_ray_data
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)     # our progress line says how far the scan is
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    without_fsspec_http()
+    quiet_ray_data()
 
     files = check_columns(spec)            # a missing column is an input error before any task starts
     resources = ray.cluster_resources()
