@@ -64,7 +64,10 @@ def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # exact ends when no (or every) row succeeds: centre - half is then 0 up to rounding (6.9e-18 was printed)
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return lo, hi
 
 
 def _z(level: float) -> float:
