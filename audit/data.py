@@ -50,7 +50,7 @@ def read_table(src: SplitSource, spec_file: str, seed: int, string_columns=(), f
     from .sampling import sample_rows
 
     field = f"data.{src.name}"
-    if src.frame:
+    if src.frame or src.stream:     # a streamed split arrives as its sample (stream.sample_split)
         df = _given_frame(frames, src.name, spec_file)
     elif src.builtin is not None:
         split = src.split or "train"

@@ -32,6 +32,13 @@ class Evidence:
     seed: int                        # the statistics seed (the policy's), for the shared bootstrap
     modality: object = None          # how inputs are read (descriptors, control features); never runs a model
     info: dict = field(default_factory=dict)
+    # A streamed split (stream.py) is held as its distinct cells (label, every role's prediction, every sensitive
+    # value): weights[split][i] is how many rows cell i stands for, score_hist[role][split] the positive-class
+    # score histogram (sufficient_stats.GRID bins per class), and rows_sample the evidence of a seeded uniform
+    # sample of its rows, for what needs rows (counterfactual swaps).
+    weights: dict = field(default_factory=dict)
+    score_hist: dict = field(default_factory=dict)
+    rows_sample: object = None
     _bootstraps: dict = field(default_factory=dict, repr=False, compare=False)   # memo: (split, n_boot) -> draw
 
     def roles(self, split: str) -> list[str]:
@@ -43,6 +50,14 @@ class Evidence:
     def y(self, split: str) -> np.ndarray:
         return self.dataset.splits[split].y
 
+    def w(self, split: str) -> np.ndarray | None:
+        """Rows each entry of the split stands for (None: one row each)."""
+        return self.weights.get(split)
+
+    def n(self, split: str) -> int:
+        w = self.w(split)
+        return int(self.y(split).size if w is None else w.sum())
+
     def cells(self, split: str, n_boot: int):
         """The one paired bootstrap of a split, shared by every check and role: keys are the label, every
         role's prediction and every sensitive column."""
@@ -53,7 +68,7 @@ class Evidence:
             frame = self.dataset.splits[split].frame
             keys = [self.y(split)] + [self.pred(r, split) for r in sorted(self.probs) if split in self.probs[r]]
             keys += [frame[c].astype(str).factorize(sort=True)[0] for c in self.dataset.sensitive if c in frame]
-            self._bootstraps[key] = CellBootstrap(keys, n_boot, self.seed)
+            self._bootstraps[key] = CellBootstrap(keys, n_boot, self.seed, self.w(split))
         return self._bootstraps[key]
 
 
@@ -174,7 +189,7 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
     probe = fit_probe(emb["base"]["train"], dataset.splits["train"].y, seed)
     probs = {ModelRole.ADAPTED.value: {s: softmax(logits[s]) for s in eval_splits},
              ModelRole.BASE_PROBE.value: {s: probe.predict_proba(emb["base"][s]) for s in eval_splits}}
-    control_probs, control_info = build_controls(dataset, models.modality, seed, eval_splits)
+    control_probs, control_info, fitted = build_controls(dataset, models.modality, seed, eval_splits)
     probs.update(control_probs)
     timings["baselines_s"] = round(time.perf_counter() - t, 2)
     forward_rows = {f"base/{s}": len(dataset.splits[s]) for s in splits}
@@ -183,4 +198,4 @@ def build_evidence(dataset, models, model_info: dict, cache_root: Path, seed: in
             "max_length": getattr(models.modality, "max_length", None), "layer_names": layer_names}
     evidence = Evidence(dataset=dataset, probs=probs, embeddings=emb, layers=layers, seed=stats_seed,
                         modality=models.modality, info=info)
-    return evidence, models.with_probe(probe)
+    return evidence, models.with_probe(probe, fitted)

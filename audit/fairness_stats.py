@@ -124,9 +124,13 @@ def bias_corrected(point, resampled, lo, hi) -> np.ndarray:
     return np.clip(2 * np.asarray(point, float) - mean, lo, hi)
 
 
-def paired_counts(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, codes: np.ndarray, g: int, classes) -> dict:
+def paired_counts(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, codes: np.ndarray, g: int, classes,
+                  w=None) -> dict:
     """Per group and class, (only_a, only_b, trials) for every rate source: rows where the rate's event holds
-    for model a and not b, for b and not a, and the rows the rate is over. Same rows, so the change is paired."""
+    for model a and not b, for b and not a, and the rows the rate is over. Same rows, so the change is paired.
+    w: rows each entry stands for (None: one)."""
+    from .stats import wcount
+
     out = {}
     for source in ("selection", "tpr", "fpr", "accuracy"):
         cols = [None] if source == "accuracy" else classes
@@ -137,7 +141,8 @@ def paired_counts(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, codes: 
             ea, eb = (pred_a == y, pred_b == y) if source == "accuracy" else (pred_a == c, pred_b == c)
 
             def count(mask, rows=rows):
-                return np.bincount(codes[rows & mask], minlength=g)
+                keep = rows & mask
+                return wcount(codes[keep], g, None if w is None else w[keep])
 
             a_only.append(count(ea & ~eb))
             b_only.append(count(eb & ~ea))

@@ -75,6 +75,8 @@ def assemble_results(spec, policy, dataset, evidence, loaded, model_info, check_
         builtin = spec.data.splits()[name].builtin
         if builtin in LICENSES:
             data[name]["license"] = LICENSES[builtin]
+    if "stream" in evidence.info:       # a streamed split: rows scanned vs rows in its sample
+        data["current"]["stream"] = evidence.info["stream"]
     models = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in model_info.items()}
     base_info = model_info["base"]
     models["base"]["name"] = (base_info.get("title") or base_info.get("hub_id")

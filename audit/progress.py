@@ -74,3 +74,16 @@ class cli_logging:
         LOGGER.setLevel(self.saved[0])       # setLevel, not .level =: it clears logging's per-logger cache
         LOGGER.propagate = self.saved[1]
         return False
+
+
+class hushed:
+    """No progress lines inside (per-chunk forward passes of a streamed split, which has its own bar)."""
+
+    def __enter__(self):
+        self.level = LOGGER.level
+        LOGGER.setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc):
+        LOGGER.setLevel(self.level)
+        return False

@@ -39,15 +39,19 @@ def new_run_dir(output: Path, name: str) -> Path:
 
 def run_checks(spec: AuditSpec, evidence, models, stats: StatsConfig, timings: dict) -> list[CheckResult]:
     """Every check the spec names, in its order; only checks that declare `needs_models` get the models."""
+    from .stream import COUNTS_CHECKS
+
     results = []
     for name, config in spec.checks.items():
         check = CHECKS[name]
         t = time.perf_counter()
         say(f"check {name}: running")
+        # a streamed split: the counts checks read its cells (every row), the others its sample of rows
+        evidence_for = evidence if name in COUNTS_CHECKS or evidence.rows_sample is None else evidence.rows_sample
         if check.needs_models:
-            result = check.run(evidence, config, stats, models=models)
+            result = check.run(evidence_for, config, stats, models=models)
         else:
-            result = check.run(evidence, config, stats)
+            result = check.run(evidence_for, config, stats)
         timings.setdefault("checks_s", {})[name] = round(time.perf_counter() - t, 3)
         if "seconds" in result.cost:
             timings[f"{name}_s"] = result.cost["seconds"]
@@ -131,6 +135,12 @@ def _run(spec, policy_path, out, today, signer, run_parent, executor, started, t
     modality = modality_for(spec, device)
     base_dir = spec.source_file.parent if spec.source_file is not None else None
     pause_at("data")
+    streamed = None
+    if spec.data.current.stream:
+        from .stream import sample_split
+
+        sample, total, files = sample_split(spec.data.current, spec.data, spec.seed, spec.where)
+        frames, streamed = dict(frames or {}, current=sample), (files, total)
     dataset = load_dataset(spec.data, spec.seed, spec.where, modality, frames, base_dir)
     pause_at("models")
     models, model_info = modality.prepare_models(spec, dataset, cache_root, timings)
@@ -143,6 +153,11 @@ def _run(spec, policy_path, out, today, signer, run_parent, executor, started, t
     pause_at("evidence")
     evidence, models = build_evidence(dataset, models, model_info, cache_root, spec.seed, stats.seed, timings,
                                       forward)
+    if streamed is not None:
+        from .stream import stream_evidence
+
+        evidence = stream_evidence(evidence, models, spec, *streamed, on_ray=forward_on_ray, timings=timings,
+                                   model_info=model_info)
     pause_at("checks")
     check_results = run_checks(spec, evidence, models, stats, timings)
     measurements = [m for r in check_results for m in r.measurements]

@@ -29,7 +29,7 @@ class FinetuneMethod(str, Enum):
 BUILTINS = ("adult", "compas", "german", "rotten_tomatoes", "imdb", "elpv")
 IMAGE_BUILTINS = ("elpv",)
 SPLIT_KEYS = {"builtin", "path", "hub", "config", "split", "sample", "skip", "label", "text", "template",
-              "positive_label", "mix"}
+              "positive_label", "mix", "stream"}
 SOURCE_KEYS = ("builtin", "path", "hub")
 DICT_SPEC = "audit spec (dict)"
 
@@ -54,6 +54,8 @@ class SplitSource:
     template: str | None = None
     positive_label: str | None = None
     mix: tuple | None = None          # (column, ((value, share), ...)): rows per value (sampling.py)
+    stream: bool = False              # current split only: Parquet read in chunks into sufficient statistics
+    pattern: str | None = None        # a streamed split given as a glob of Parquet files
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,11 @@ def _split(section: Section, key: str, base_dir: Path, required: bool, task=None
     if builtin is not None and (builtin in IMAGE_BUILTINS) != image:
         raise s.fail("builtin", f"a builtin for task {(task or Task.TEXT).value}: one of "
                      + ", ".join(b for b in BUILTINS if (b in IMAGE_BUILTINS) == image), builtin)
-    resolved, url = None, None
-    if path is not None:
+    resolved, url, pattern = None, None, None
+    stream = bool(s.bool("stream", False))
+    if stream:
+        resolved, pattern = _stream_path(s, key, path, base_dir, image)
+    elif path is not None:
         resolved, url = _data_path(s, path, base_dir, image)
     if hub is not None:
         from .models.references import HUB_ID
@@ -170,8 +175,32 @@ def _split(section: Section, key: str, base_dir: Path, required: bool, task=None
         name=key, builtin=builtin, path=resolved, url=url, hub=hub, config=s.str("config"), frame=key in provided,
         split=s.str("split"), sample=s.int("sample", lo=1), skip=s.int("skip", 0, lo=0) or 0, label=s.str("label"),
         text=s.str("text"), template=template, positive_label=_label_value(s, "positive_label"),
-        mix=parse_mix(s),
+        mix=parse_mix(s), stream=stream, pattern=pattern,
     )
+
+
+def _stream_path(s: Section, key: str, path: str | None, base_dir: Path, image: bool) -> tuple[Path, str | None]:
+    """A streamed split (stream.py): the current split, as a local Parquet file, folder or glob of files."""
+    from .tables import file_format, is_url
+
+    if key != "current":
+        raise s.fail("stream", "absent: only data.current can be streamed (the split the gate scores)", True)
+    if image or path is None or is_url(path):
+        raise s.fail("path" if path else "stream", "a local Parquet file, folder or glob of files (stream: true)",
+                     path if path else True)
+    for absent in ("mix", "skip"):
+        if s.data.get(absent) is not None:
+            raise s.fail(absent, "absent: a streamed split reads every row", s.data[absent])
+    if any(ch in path for ch in "*?["):            # a glob: matched when the split is read (stream.stream_files)
+        pattern = str(base_dir.resolve() / Path(path).expanduser())
+        return Path(pattern).parent, pattern
+    resolved = (base_dir / Path(path).expanduser()).resolve()
+    if not resolved.exists():
+        raise InputError.make(MSG_MISSING_FILE, where=s.file, field=s.field("path"), value=path)
+    if resolved.is_file() and (file_format(resolved.name) or ("",))[0] != "parquet" or (
+            resolved.is_dir() and not any(resolved.rglob("*.parquet"))):
+        raise s.fail("path", "a Parquet file, a folder of Parquet files or a glob (stream: true)", path)
+    return resolved, None
 
 
 def _data_path(s: Section, path: str, base_dir: Path, image: bool = False) -> tuple[Path | None, str | None]:

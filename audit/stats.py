@@ -106,6 +106,13 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, 
     return float(binomtest(b, b + c, 0.5).pvalue), b, c
 
 
+def wcount(codes: np.ndarray, n_codes: int, weights=None) -> np.ndarray:
+    """np.bincount as int64 counts of rows, each entry counting `weights[i]` rows (None: one)."""
+    if weights is None:
+        return np.bincount(codes, minlength=n_codes).astype(np.int64)
+    return np.rint(np.bincount(codes, weights=weights, minlength=n_codes)).astype(np.int64)
+
+
 def resampled_counts(codes: np.ndarray, n_codes: int, idx: np.ndarray) -> np.ndarray:
     """Counts of each code in every bootstrap resample: (n_boot, n_codes), one bincount call."""
     n_boot = idx.shape[0]
@@ -161,13 +168,16 @@ class CellBootstrap:
     every metric and role (paired), at a cost that does not grow with n (1M rows fit in a few MB).
     """
 
-    def __init__(self, keys: list[np.ndarray], n_boot: int = DEFAULT_N_BOOT, seed: int = 0):
+    def __init__(self, keys: list[np.ndarray], n_boot: int = DEFAULT_N_BOOT, seed: int = 0, weights=None):
+        """weights: rows each entry stands for (a streamed split's cells, stream.py); None: one row each.
+        Cells of weighted entries get the same shares, so the same draw, as the rows they stand for."""
         matrix = np.stack([np.asarray(k, dtype=np.int64) for k in keys], axis=1)
-        self.n = matrix.shape[0]
         _, self.cell_of_row = np.unique(matrix, axis=0, return_inverse=True)
         self.cell_of_row = self.cell_of_row.reshape(-1)
-        self.n_cells = int(self.cell_of_row.max()) + 1 if self.n else 0
-        shares = np.bincount(self.cell_of_row, minlength=self.n_cells) / max(self.n, 1)
+        self.n_cells = int(self.cell_of_row.max()) + 1 if matrix.shape[0] else 0
+        rows = wcount(self.cell_of_row, self.n_cells, weights)
+        self.n = int(rows.sum())
+        shares = rows / max(self.n, 1)
         self.counts = np.random.default_rng(seed).multinomial(self.n, shares, size=n_boot)   # (B, J)
 
     def counts_of(self, codes: np.ndarray, n_codes: int) -> np.ndarray:
@@ -181,6 +191,27 @@ class CellBootstrap:
         return (self.counts @ onehot).round().astype(np.int64)
 
 
+def hanley_mcneil(auc: float, n1: int, n0: int, level: float = 0.95) -> tuple[float, float]:
+    """Normal interval of ROC AUC from its Hanley-McNeil (1982) standard error (n1 positives, n0 negatives)."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    se = math.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc ** 2) + (n0 - 1) * (q2 - auc ** 2)) / max(n1 * n0, 1))
+    z = Z95 if level == 0.95 else _z(level)
+    return max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
+def binned_auc(hist: np.ndarray, positive: int) -> tuple[float, float]:
+    """ROC AUC from per-class score histograms (K, bins) on a fixed grid, ties within a bin counting half, and the
+    bound on its distance from the exact AUC: half the share of positive-negative pairs that share a bin."""
+    pos = hist[positive].astype(np.float64)
+    neg = np.delete(hist, positive, axis=0).sum(0).astype(np.float64)
+    n1, n0 = pos.sum(), neg.sum()
+    if n1 == 0 or n0 == 0:
+        return float("nan"), 0.0
+    below = np.cumsum(neg) - neg
+    same = float((pos * neg).sum())
+    return float(((pos * below).sum() + 0.5 * same) / (n1 * n0)), 0.5 * same / (n1 * n0)
+
+
 def auc_bootstrap(scores: np.ndarray, positive: np.ndarray, n_boot: int, seed: int, level: float = 0.95,
                   chunk: int = 50, max_rows: int = 5_000):
     """Percentile CI of ROC AUC by row resampling, in chunks of resamples to bound memory; above max_rows the
@@ -188,11 +219,8 @@ def auc_bootstrap(scores: np.ndarray, positive: np.ndarray, n_boot: int, seed: i
     n = scores.size
     if n > max_rows:
         auc = float(auc_from_weights(scores, positive, np.ones((1, n)))[0])
-        n1, n0 = int(positive.sum()), int((~positive.astype(bool)).sum())
-        q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-        se = math.sqrt((auc * (1 - auc) + (n1 - 1) * (q1 - auc ** 2) + (n0 - 1) * (q2 - auc ** 2)) / max(n1 * n0, 1))
-        z = Z95 if level == 0.95 else _z(level)
-        return (max(0.0, auc - z * se), min(1.0, auc + z * se)), "Hanley-McNeil"
+        n1 = int(positive.sum())
+        return hanley_mcneil(auc, n1, n - n1, level), "Hanley-McNeil"
     rng = np.random.default_rng(seed)
     out = []
     for start in range(0, n_boot, chunk):

@@ -129,16 +129,10 @@ class PredictionStats:
         return sum(c for k, c in self.cells.items() if k[0] == k[r]) / max(self.n, 1)
 
     def auc(self, role: str, positive: int = 1) -> tuple[float, float]:
-        """ROC AUC from the histogram (ties within a bin count half) and the bound on |AUC - exact AUC|: half
-        the share of positive-negative pairs that fall in one bin."""
-        h = self.hist[role]
-        pos, neg = h[positive].astype(np.float64), h[np.arange(self.n_classes) != positive].sum(0).astype(np.float64)
-        n1, n0 = pos.sum(), neg.sum()
-        if n1 == 0 or n0 == 0:
-            return float("nan"), 0.0
-        below = np.cumsum(neg) - neg
-        same = float((pos * neg).sum())
-        return float(((pos * below).sum() + 0.5 * same) / (n1 * n0)), 0.5 * same / (n1 * n0)
+        """ROC AUC from the histogram and the bound on |AUC - exact AUC| (stats.binned_auc)."""
+        from .stats import binned_auc
+
+        return binned_auc(self.hist[role], positive)
 
 
 def score_shift(ref: PredictionStats, cur: PredictionStats, role: str, psi_bins: int = 10) -> dict:

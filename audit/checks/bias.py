@@ -19,7 +19,7 @@ from ..fairness_stats import rate_counts
 from ..options import option
 from ..results import MAIN_ROLES, CheckResult, Measurement, ModelRole, Status
 from ..simultaneous import with_simultaneous
-from ..stats import percentile_ci
+from ..stats import percentile_ci, wcount
 from .bias_groups import GroupCounts, group_records
 from .common import DISPARITIES, NEEDS_LABELS, group_codes
 
@@ -104,49 +104,51 @@ def disparity_record(role: str, d: str, st: dict, counts: GroupCounts, masks: di
                        Status.MEASURED, grp, details)
 
 
-def feature_counts(y, codes, names, k: int, classes, stats) -> GroupCounts:
+def feature_counts(y, codes, names, k: int, classes, stats, w=None) -> GroupCounts:
+    """w: rows each entry stands for (a streamed split's cells), None: one row each."""
     g = len(names)
-    true_counts = np.stack([np.bincount(codes[y == c], minlength=g) for c in range(k)], -1)
-    return GroupCounts(list(names), np.bincount(codes, minlength=g), true_counts[:, classes], list(classes), stats)
+    true_counts = np.stack([wcount(codes[y == c], g, None if w is None else w[y == c]) for c in range(k)], -1)
+    return GroupCounts(list(names), wcount(codes, g, w), true_counts[:, classes], list(classes), stats)
 
 
-def audit_feature(y, preds: dict, codes, names, k: int, classes, cells, stats, feature: str):
+def audit_feature(y, preds: dict, codes, names, k: int, classes, cells, stats, feature: str, w=None):
     """(measurement, interval_at) pairs for one sensitive feature (or intersection) across model roles."""
     g = len(names)
-    counts = feature_counts(y, codes, names, k, classes, stats)
+    counts = feature_counts(y, codes, names, k, classes, stats, w)
+    n = int(counts.n.sum())
     masks = counts.masks()
     out, samples = [], {}
     for role, pred in preds.items():
         codes_full = (codes * k + y) * k + pred
-        conf = np.bincount(codes_full, minlength=g * k * k).reshape(g, k, k)
+        conf = wcount(codes_full, g * k * k, w).reshape(g, k, k)
         boot = cells.counts_of(codes_full, g * k * k).reshape(-1, g, k, k)
         st = disparity_stats(conf, boot, classes, masks, stats.ci_level)
         samples[role] = {d: st[d]["samples"] for d in DISPARITIES}
         for d in DISPARITIES:
-            out.append((disparity_record(role, d, st[d], counts, masks, feature, int(y.size), stats.ci_level), None))
+            out.append((disparity_record(role, d, st[d], counts, masks, feature, n, stats.ci_level), None))
         out.extend(group_records(role, conf, counts, feature, stats.ci_level))
     small = [names[i] for i in range(g) if not masks["big"][i]]
     records = [m for m, _ in out if m.group and "value" not in m.group]
-    out.extend(decomposition(y, preds, codes, counts, masks, samples, records, feature, k, classes, stats))
+    out.extend(decomposition(y, preds, codes, counts, masks, samples, records, feature, k, classes, stats, w))
     return out, samples, small
 
 
 def decomposition(y, preds: dict, codes, counts: GroupCounts, masks: dict, samples: dict, records: list, feature: str,
-                  k: int, classes, stats):
+                  k: int, classes, stats, w=None):
     """inherited = B(M1) - B(M0), introduced = B(M2) - B(M1), on the same rows (descriptive, not causal).
 
     Decided on fs.disparity_change_interval: the plain difference of two max - min disparities inherits their
     small-group bias, which need not cancel (a fair model's noise inflates its disparity more than an unfair
     model's), so a bootstrap interval of the difference can pass a real increase."""
     by = {(m.model, m.metric.split(".", 1)[1]): m for m in records}
-    g, n = len(counts.names), int(y.size)
+    g, n = len(counts.names), int(counts.n.sum())
     out = []
     for metric, a, b in (("bias.inherited", ModelRole.BASE_PROBE.value, ModelRole.NO_TRANSFER.value),
                          ("bias.introduced", ModelRole.ADAPTED.value, ModelRole.BASE_PROBE.value)):
         if a not in preds or b not in preds:
             continue
-        conf = {r: np.bincount((codes * k + y) * k + preds[r], minlength=g * k * k).reshape(g, k, k) for r in (a, b)}
-        paired = fs.paired_counts(y, preds[a], preds[b], codes, g, classes)
+        conf = {r: wcount((codes * k + y) * k + preds[r], g * k * k, w).reshape(g, k, k) for r in (a, b)}
+        paired = fs.paired_counts(y, preds[a], preds[b], codes, g, classes, w)
         for d in HARM_DIFFERENCES:
             ma, mb = by.get((a, d)), by.get((b, d))
             grp = {"feature": feature, "disparity": d}
@@ -223,7 +225,8 @@ def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     for cols in features:
         feature = " x ".join(cols)
         codes, names = group_codes(split.frame, cols)
-        pairs, _, small = audit_feature(y, preds, codes, names, k, classes, cells, stats, feature)
+        pairs, _, small = audit_feature(y, preds, codes, names, k, classes, cells, stats, feature,
+                                        evidence.w(config.split))
         items.extend(pairs)
         if small:
             small_all[feature] = small
@@ -240,7 +243,9 @@ def run(evidence, config: BiasConfig, stats, models=None) -> CheckResult:
     from .counterfactual import counterfactual_measurements, not_measured
 
     if config.counterfactual and models is not None:
-        cf, cf_table, cf_notes, forward_rows = counterfactual_measurements(evidence, models, config, stats)
+        # a streamed split's swaps run on its seeded sample of rows: swapping needs the rows' text
+        cf, cf_table, cf_notes, forward_rows = counterfactual_measurements(evidence.rows_sample or evidence, models,
+                                                                           config, stats)
         items.extend(cf)
         notes.extend(cf_notes)
         if cf_table:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import macro_f1_from_confusion
+from ..stats import macro_f1_from_confusion, wcount
 
 
 def accuracy_samples(y: np.ndarray, pred: np.ndarray, cells) -> np.ndarray:
@@ -16,8 +16,8 @@ def macro_f1_samples(y: np.ndarray, pred: np.ndarray, k: int, cells) -> np.ndarr
     return macro_f1_from_confusion(conf)
 
 
-def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    conf = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+def macro_f1(y: np.ndarray, pred: np.ndarray, k: int, weights=None) -> float:
+    conf = wcount(y * k + pred, k * k, weights).reshape(k, k)
     return float(macro_f1_from_confusion(conf))
 
 

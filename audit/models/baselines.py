@@ -52,7 +52,8 @@ def _tabular_matrix(frame, features, categories=None):
     X = frame[list(features)].copy()
     cats = {} if categories is None else categories
     for col in features:
-        if X[col].dtype == object or str(X[col].dtype) in ("category", "string", "bool"):
+        # any non-numeric dtype (object, category, pandas or Arrow strings as Ray Data hands them) is a category
+        if not pd.api.types.is_numeric_dtype(X[col]) or pd.api.types.is_bool_dtype(X[col]):
             if categories is None:
                 cats[col] = sorted(X[col].astype(str).unique())
             X[col] = pd.Categorical(X[col].astype(str), categories=cats[col])

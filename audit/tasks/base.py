@@ -53,9 +53,10 @@ class Models:
     probe: object = None         # M1's head: a fitted sklearn pipeline on the base's pooled embeddings
     pickle_accepted: bool = False
     pooling: tuple = ("mean",)   # how the base pools token states (its sentence-transformers config, if any)
+    controls: dict | None = None  # M0's fitted controls (controls.build_controls), to score a streamed split
 
-    def with_probe(self, probe) -> Models:
-        return replace(self, probe=probe)
+    def with_probe(self, probe, controls: dict | None = None) -> Models:
+        return replace(self, probe=probe, controls=controls)
 
     def score(self, inputs, what: str) -> dict:
         """Class probabilities of new inputs (counterfactuals) for the adapted model and the base probe."""
