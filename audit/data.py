@@ -177,6 +177,10 @@ def load_dataset(data: DataSpec, seed: int, spec_file: str, modality, frames=Non
     """Every split of the spec, checked against one another (columns, label set). `frames` holds the DataFrames
     given to transfer_audit.run; base_dir is the spec's folder (sources are shown relative to it)."""
     given = frames
+    if data.current.stream and "current" not in (frames or {}):      # a streamed split arrives as its sample
+        from .stream import sample_split
+
+        given = dict(frames or {}, current=sample_split(data.current, data, seed, spec_file)[0])
     frames = {name: read_table(src, spec_file, seed, string_columns(data, src), given, base_dir,
                                label=src.label or data.label)
               for name, src in data.splits().items()}

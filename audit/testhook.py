@@ -34,3 +34,21 @@ def pause_at(stage: str) -> None:
     print(f"transfer-audit: test hook: paused at {stage}", file=sys.stderr, flush=True)
     while not Path(release).exists():      # a signal sent now interrupts this wait like any other work
         time.sleep(POLL_S)
+
+
+DIE_ENV = "TRANSFER_AUDIT_TEST_DIE_ONCE"
+
+
+def die_once() -> None:
+    """TRANSFER_AUDIT_TEST_DIE_ONCE=<file>: the first process to get here creates <file> and exits at once, as a
+    worker killed for memory would (no cleanup, no exception); later ones go on. Lets a test see Ray retry a
+    dead worker without killing processes at a guessed moment."""
+    marker = os.environ.get(DIE_ENV)
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os._exit(137)

@@ -369,6 +369,10 @@ def main():
     RESULTS["scale"] = scale()
     section("7. report")
     print(f"  report.html {RESULTS['report_bytes'] / 1024:.0f} KiB (target < 2 MB)")
+    section("8. Parquet larger than one process: predictions-only statistics over 1e5 and 1e6 rows, local and on "
+            "a local Ray instance; a streamed `run` over 1e4 and 1e5 rows")
+    for script, args in (("ray_scan.py", ["--max", "1e6"]), ("stream_run.py", ["--sizes", "1e4,1e5"])):
+        subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], check=True)
     RESULTS["bench_seconds"] = time.perf_counter() - start
     (ROOT / "bench" / "results.json").write_text(json.dumps(RESULTS, indent=2, default=float) + "\n")
     print(f"\nbench finished in {RESULTS['bench_seconds']:.0f} s; results in bench/results.json")

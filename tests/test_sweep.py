@@ -63,11 +63,18 @@ def test_local_sweep_writes_one_run_folder_per_seed_and_a_summary(local_sweep):
     assert all(f"seed{s}" in html for s in SEEDS) and "Ship:" in html
 
 
-def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path):
+def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path, monkeypatch):
     """Entries as Ray tasks on a local instance (2 CPUs) into their own output folder: the fine-tuned weights
     are copied over (training them again would only cost time), every forward pass, probe, control, check and
-    gate runs again in the workers, and every results.json is identical to the local sweep's."""
+    gate runs again in the workers, and every results.json is identical to the local sweep's. The first worker
+    to start an entry dies (the test hook exits its process, as an OOM kill would): Ray retries that entry and
+    the sweep loses nothing."""
     import shutil
+
+    from transfer_audit.testhook import DIE_ENV
+
+    died = tmp_path / "a-worker-died"
+    monkeypatch.setenv(DIE_ENV, str(died))        # inherited by the workers of the instance started below
 
     ray = pytest.importorskip("ray")
     from transfer_audit.sweep import Executor, run_sweep
@@ -86,6 +93,8 @@ def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path):
     manifests = [json.loads((outcome.folder / r["run_dir"] / "manifest.json").read_text()) for r in summary["entries"]]
     assert {m["timings"]["executor"] for m in manifests} == {"ray"}
     assert entry_results(outcome.folder) == entry_results(local.folder)
+    assert died.exists()                         # a worker did die, and its entry was run again
+    assert all(r["exit_code"] in (0, 1, 4) and not r.get("error") for r in summary["entries"])
 
 
 def test_sweep_entry_that_is_not_a_model_is_one_sentence_exit_2_and_writes_nothing(tiny_bert, tmp_path, capsys):

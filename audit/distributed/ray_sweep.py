@@ -11,6 +11,9 @@ MAX_RETRIES = 2          # a worker that dies (OOM kill, lost node) is retried t
 
 def _entry_task(spec, entry, policy_path, output, sweep_dir, shared_evidence):
     from ..sweep import run_entry
+    from ..testhook import die_once
+
+    die_once()
 
     return run_entry(spec, entry, policy_path, output, sweep_dir, "ray", shared_evidence)
 
