@@ -90,11 +90,11 @@ def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path, monkey
         ray.shutdown()
     summary = json.loads((outcome.folder / "sweep.json").read_text())
     assert summary["executor"] == "ray" and len(summary["entries"]) == len(SEEDS)
+    assert [r.get("error") for r in summary["entries"]] == [None] * len(SEEDS)
     manifests = [json.loads((outcome.folder / r["run_dir"] / "manifest.json").read_text()) for r in summary["entries"]]
     assert {m["timings"]["executor"] for m in manifests} == {"ray"}
     assert entry_results(outcome.folder) == entry_results(local.folder)
     assert died.exists()                         # a worker did die, and its entry was run again
-    assert all(r["exit_code"] in (0, 1, 4) and not r.get("error") for r in summary["entries"])
 
 
 def test_sweep_entry_that_is_not_a_model_is_one_sentence_exit_2_and_writes_nothing(tiny_bert, tmp_path, capsys):
