@@ -64,11 +64,11 @@ def test_local_sweep_writes_one_run_folder_per_seed_and_a_summary(local_sweep):
 
 
 def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path, monkeypatch):
-    """Entries as Ray tasks on a local instance (2 CPUs) into their own output folder: the fine-tuned weights
-    are copied over (training them again would only cost time), every forward pass, probe, control, check and
-    gate runs again in the workers, and every results.json is identical to the local sweep's. The first worker
-    to start an entry dies (the test hook exits its process, as an OOM kill would): Ray retries that entry and
-    the sweep loses nothing."""
+    """Entries as Ray tasks on a local instance (2 CPUs) into their own output folder: fine-tuning, every forward
+    pass, probe, control, check and gate run again in the workers (with the thread count a local run trains
+    with, not the 1 Ray gives a 1-CPU task), and every results.json is identical to the local sweep's. The first
+    worker to start an entry dies (the test hook exits its process, as an OOM kill would): Ray retries that
+    entry and the sweep loses nothing."""
     import shutil
 
     from transfer_audit.testhook import DIE_ENV
@@ -80,7 +80,11 @@ def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path, monkey
     from transfer_audit.sweep import Executor, run_sweep
 
     spec_path, local = local_sweep
-    shutil.copytree(local.folder.parent / ".cache" / "models", tmp_path / "ray-runs" / ".cache" / "models")
+    # two of the three fine-tuned models are copied (training them again would only cost time); one entry trains
+    # in its worker, which must give the model the local sweep trained
+    models = sorted((local.folder.parent / ".cache" / "models").iterdir())
+    for folder in models[1:]:
+        shutil.copytree(folder, tmp_path / "ray-runs" / ".cache" / "models" / folder.name)
     from transfer_audit.distributed.ray_runtime import init_kwargs
 
     ray.init(num_cpus=2, **init_kwargs())
@@ -93,6 +97,7 @@ def test_ray_sweep_gives_the_same_results_as_local(local_sweep, tmp_path, monkey
     assert [r.get("error") for r in summary["entries"]] == [None] * len(SEEDS)
     manifests = [json.loads((outcome.folder / r["run_dir"] / "manifest.json").read_text()) for r in summary["entries"]]
     assert {m["timings"]["executor"] for m in manifests} == {"ray"}
+    assert sum("finetune_s" in m["timings"] for m in manifests) == 1
     assert entry_results(outcome.folder) == entry_results(local.folder)
     assert died.exists()                         # a worker did die, and its entry was run again
 

@@ -22,8 +22,13 @@ def run_entries_on_ray(spec, entries, policy_path, output, sweep_dir, payload: d
                        cpus_per_entry: float = 1.0) -> list[dict]:
     import ray
 
+    from ..runtime import training_threads
+
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    task = ray.remote(num_cpus=cpus_per_entry, num_gpus=gpus, max_retries=MAX_RETRIES)(_entry_task)
+    # Ray gives a task OMP_NUM_THREADS = its CPUs (1); fine-tuning's weights depend on the thread count, so the
+    # workers get the count a local run on this machine trains with, and train the same model.
+    env = {"env_vars": {"OMP_NUM_THREADS": str(training_threads())}}
+    task = ray.remote(num_cpus=cpus_per_entry, num_gpus=gpus, max_retries=MAX_RETRIES, runtime_env=env)(_entry_task)
     shared = ray.put(payload)           # once in the object store, read by every entry's worker
     pending = {task.remote(spec, e, policy_path, output, sweep_dir, shared): e for e in entries}
     say(f"sweep: {len(entries)} Ray tasks submitted ({cpus_per_entry:g} CPU{', 1 GPU' if gpus else ''} each)")
