@@ -23,9 +23,15 @@ def _spec(folder: Path, tiny: Path, out: Path) -> Path:
     return write_spec(folder, adult_spec(str(tiny), out, checks=CHECKS))
 
 
+# `python -m transfer_audit` with Ctrl-C handled as in a terminal: a CI job started in the background inherits
+# SIGINT ignored (POSIX shells do that to background jobs), and Python then installs no KeyboardInterrupt handler.
+MAIN_WITH_CTRL_C = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                    "sys.argv[0] = 'transfer-audit'; runpy.run_module('transfer_audit', run_name='__main__')")
+
+
 def _start(spec: Path, *extra, env_extra: dict | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
-    return subprocess.Popen([sys.executable, "-m", "transfer_audit", "run", str(spec), *extra], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-c", MAIN_WITH_CTRL_C, "run", str(spec), *extra], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
