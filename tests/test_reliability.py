@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -62,14 +61,21 @@ def test_kill_at_random_points_then_resume_identically(tiny_bert, tmp_path):
     (ref_run,) = _run_folders(tmp_path / "ref" / "runs")
     expected = (ref_run / "results.json").read_bytes()
     spec = _spec(tmp_path / "k", tiny_bert, tmp_path / "k" / "runs")
+    # Each attempt is killed right after it reports its i-th step (i random): at a point of the run's own progress,
+    # not after a guessed delay, which a busy machine would turn into "before it started" or "after it finished".
+    # Later attempts resume from the cache and report fewer steps: i is drawn below the last complete run's count.
     rng = random.Random(0)
-    kills = 0
+    steps, kills = reference.stderr.count("\n"), 0
     while kills < 20:
         proc = _start(spec)
-        time.sleep(rng.uniform(0.3, 9.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
+        kill_after, seen = rng.randint(1, max(1, steps - 1)), 0
+        for seen, _ in enumerate(proc.stderr, 1):     # blocking reads: no sleeping
+            if seen >= kill_after:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+        else:
+            steps = min(steps, seen)            # it finished first: a resumed run reports fewer steps
         proc.communicate()
         _assert_nothing_half_written(tmp_path / "k" / "runs")
     final = subprocess.run([sys.executable, "-m", "transfer_audit", "run", str(spec)], cwd=ROOT, capture_output=True,
